@@ -1,0 +1,159 @@
+"""Types shared by Model and FinetuneJob: the API's building blocks.
+
+Every class derives from :class:`ApiModel`: Python attributes are snake_case, the wire format
+is camelCase, unknown fields are refused, and attribute docstrings become the descriptions that
+``kubectl explain`` prints.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+GROUP = "modelfleet.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Kubernetes resource quantity (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/),
+# non-negative; RE2-compatible so the API server evaluates the same pattern.
+QUANTITY_PATTERN = (
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+# Hugging Face / ModelScope repo id: "name" or "namespace/name".
+REPO_ID_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+# A branch, tag or commit sha; branches may contain slashes (refs/pr/1).
+REVISION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$"
+# An object name in the same namespace (DNS-1123 subdomain).
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+# An environment variable name, as the API server accepts it.
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+# A qualified resource name such as nvidia.com/gpu.
+RESOURCE_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+
+
+def _quantity_to_str(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_to_str),
+    Field(pattern=QUANTITY_PATTERN),
+    WithJsonSchema(
+        {"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN},
+        mode="validation",
+    ),
+]
+"""A Kubernetes quantity, given as a string ("20Gi") or a number."""
+
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=OBJECT_NAME_PATTERN)]
+
+
+class ApiModel(BaseModel):
+    """Base of every API type: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_default=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, unset fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the Model's namespace."""
+
+    name: ObjectName
+    """Name of the Secret."""
+    key: str = Field(default="token", min_length=1, max_length=253)
+    """Key within the Secret whose value is the token."""
+
+
+class ResourceRequirements(ApiModel):
+    """Compute resources of a container, as in a Pod spec."""
+
+    limits: dict[str, Quantity] | None = None
+    """Maximum resources, e.g. {"cpu": "2", "memory": "8Gi"}."""
+    requests: dict[str, Quantity] | None = None
+    """Minimum resources the scheduler reserves."""
+
+
+class EnvVar(ApiModel):
+    """An environment variable for the container, as in a Pod spec."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=ENV_NAME_PATTERN)
+    """Variable name."""
+    value: str | None = None
+    """Literal value."""
+    value_from: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+    ] = None
+    """Source for the value (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef)."""
+
+
+class Toleration(ApiModel):
+    """A toleration, as in a Pod spec."""
+
+    key: str | None = None
+    """Taint key the toleration applies to; empty matches all keys."""
+    operator: Literal["Exists", "Equal"] | None = None
+    """Exists or Equal (default Equal)."""
+    value: str | None = None
+    """Taint value the toleration matches."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to match; empty matches all effects."""
+    toleration_seconds: int | None = None
+    """For NoExecute: how long the pod stays bound after the taint appears."""
+
+
+class Condition(ApiModel):
+    """A kstatus-compatible condition."""
+
+    type: str
+    """Condition type, e.g. Ready, Reconciling, Stalled, Downloaded, Serving."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: str | None = None
+    """CamelCase reason; the same reason is emitted as an Event."""
+    message: str | None = None
+    """Human-readable detail."""
+    last_transition_time: datetime | None = None
+    """When the status last changed."""
+    observed_generation: int | None = None
+    """The metadata.generation this condition was computed from."""
+
+
+# A list of conditions is a map keyed by type, so server-side apply merges them entry by entry.
+CONDITIONS_LIST_SCHEMA: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata the operator reads."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = ""
+    namespace: str | None = None
+    generation: int | None = None
+    uid: str | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)

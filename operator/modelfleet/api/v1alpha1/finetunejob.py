@@ -1,0 +1,210 @@
+"""The ``FinetuneJob`` resource: fine-tune a Model on a dataset and promote the result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from modelfleet.api.v1alpha1.common import (
+    CONDITIONS_LIST_SCHEMA,
+    REPO_ID_PATTERN,
+    REVISION_PATTERN,
+    ApiModel,
+    Condition,
+    ObjectMeta,
+    ObjectName,
+    ResourceRequirements,
+)
+from modelfleet.api.v1alpha1.model import Gpu, Serving
+
+
+class BaseModelRef(ApiModel):
+    """The Model to fine-tune, in the same namespace."""
+
+    name: ObjectName
+    """Name of the Model."""
+
+
+class PvcDataset(ApiModel):
+    """A dataset file on a PersistentVolumeClaim."""
+
+    claim_name: ObjectName
+    """Name of the claim."""
+    path: str = Field(pattern=r"^/[^\x00]*$", max_length=4096)
+    """Path of the JSON or JSONL file within the volume."""
+
+
+class ConfigMapDataset(ApiModel):
+    """A dataset stored in a ConfigMap key."""
+
+    name: ObjectName
+    """Name of the ConfigMap."""
+    key: str = Field(min_length=1, max_length=253)
+    """Key holding the JSON or JSONL text."""
+
+
+class HuggingFaceDataset(ApiModel):
+    """A dataset file in a Hugging Face dataset repository."""
+
+    repo: str = Field(pattern=REPO_ID_PATTERN, max_length=193)
+    """Dataset repository id."""
+    revision: str = Field(default="main", pattern=REVISION_PATTERN, max_length=255)
+    """Branch, tag or commit."""
+    file: str = Field(min_length=1, max_length=1024)
+    """Path of the JSON or JSONL file in the repository."""
+
+
+class Dataset(ApiModel):
+    """Training data: exactly one of pvc, configMap, huggingface. Rows are JSON objects with
+    instruction/input/output, or chat messages."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "[has(self.pvc), has(self.configMap), has(self.huggingface)]"
+                    ".exists_one(x, x)",
+                    "message": "exactly one of pvc, configMap or huggingface must be set",
+                }
+            ]
+        }
+    )
+
+    pvc: PvcDataset | None = None
+    """A file on a volume."""
+    config_map: ConfigMapDataset | None = None
+    """A ConfigMap key."""
+    huggingface: HuggingFaceDataset | None = None
+    """A file in a Hugging Face dataset repository."""
+
+
+class Hyperparameters(ApiModel):
+    """Training hyperparameters."""
+
+    epochs: float = Field(default=3, gt=0, le=1000)
+    """Passes over the dataset."""
+    batch_size: int = Field(default=4, ge=1, le=4096)
+    """Rows per device per step."""
+    learning_rate: float = Field(default=2e-4, gt=0, le=1)
+    """Peak learning rate."""
+    max_seq_length: int = Field(default=1024, ge=8, le=1048576)
+    """Longer rows are truncated."""
+    lora_rank: int = Field(default=16, ge=1, le=1024)
+    """LoRA rank r."""
+    lora_alpha: int = Field(default=32, ge=1, le=4096)
+    """LoRA scaling alpha."""
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    """Dropout on the LoRA layers."""
+    gradient_accumulation: int = Field(default=1, ge=1, le=1024)
+    """Steps whose gradients are summed before an optimizer step."""
+
+
+class Promote(ApiModel):
+    """On success, create or update this Model with source.finetuneJob."""
+
+    model_name: str = Field(min_length=1, max_length=48, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    """Name of the Model to create or update."""
+    serving: Serving | None = None
+    """Serving settings of a Model that does not exist yet; an existing Model keeps its own."""
+
+
+class FinetuneJobSpec(ApiModel):
+    """Desired fine-tuning run. Immutable once created: delete and re-create to retrain."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self == oldSelf",
+                    "message": "spec is immutable once created; delete and re-create the"
+                    " FinetuneJob to train again",
+                }
+            ]
+        }
+    )
+
+    base_model: BaseModelRef
+    """The Model whose weights are fine-tuned; it must be Downloaded."""
+    dataset: Dataset
+    """Training data."""
+    method: Literal["lora", "full"] = "lora"
+    """LoRA adapters or full fine-tuning."""
+    hyperparameters: Hyperparameters = Field(
+        default_factory=Hyperparameters, json_schema_extra={"default": {}}
+    )
+    """Training hyperparameters."""
+    merge: bool = True
+    """Merge LoRA weights into merged_model/ (what serving prefers)."""
+    gpu: Gpu = Field(default_factory=Gpu, json_schema_extra={"default": {}})
+    """GPUs for the training pod."""
+    resources: ResourceRequirements | None = None
+    """CPU and memory of the training container."""
+    image: str | None = Field(default=None, min_length=1, max_length=1024)
+    """Trainer image; the operator's default when omitted."""
+    retries: int = Field(default=1, ge=0, le=20)
+    """Retries of a failed training pod (the Job's backoffLimit)."""
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    """Deadline of the training Job."""
+    promote: Promote | None = None
+    """Serve the result through a Model when training succeeds."""
+
+
+class TrainingProgress(ApiModel):
+    """Live progress, written by the training Job."""
+
+    epoch: float | None = None
+    """Current epoch (fractional)."""
+    step: int | None = None
+    """Optimizer steps done."""
+    total_steps: int | None = None
+    """Optimizer steps in the run."""
+    loss: float | None = None
+    """Training loss at the last logging step."""
+    percent: int | None = None
+    """step / totalSteps, in percent."""
+    eta_seconds: int | None = None
+    """Estimated seconds to completion."""
+
+
+class FinetuneSummary(ApiModel):
+    """Short strings for `kubectl get` columns."""
+
+    status: str | None = None
+    """Pending, Running, Succeeded or Failed."""
+
+
+class FinetuneJobStatus(ApiModel):
+    """Observed state of a FinetuneJob."""
+
+    observed_generation: int | None = None
+    """The metadata.generation the status reflects."""
+    conditions: list[Condition] = Field(
+        default_factory=list, json_schema_extra=CONDITIONS_LIST_SCHEMA
+    )
+    """Running, Succeeded, Failed, Ready, Reconciling, Stalled."""
+    progress: TrainingProgress | None = None
+    """Live training progress."""
+    output_path: str | None = None
+    """Directory of the result: merged_model/, lora/ and finetune_meta.json."""
+    base_revision: str | None = None
+    """Commit sha of the base weights."""
+    start_time: datetime | None = None
+    """When training started."""
+    completion_time: datetime | None = None
+    """When training finished."""
+    summary: FinetuneSummary | None = None
+    """Display strings for kubectl get."""
+
+
+class FinetuneJob(ApiModel):
+    """A fine-tuning run of a Model on a dataset, optionally promoted into serving."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: str = "modelfleet.io/v1alpha1"
+    kind: str = "FinetuneJob"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: FinetuneJobSpec
+    status: FinetuneJobStatus = Field(default_factory=FinetuneJobStatus)

@@ -1,0 +1,1 @@
+"""Pure functions from a validated spec (and observed state) to Kubernetes manifests."""

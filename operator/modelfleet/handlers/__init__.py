@@ -1,0 +1,1 @@
+"""Thin kopf handlers: parse, build, apply server-side, observe children, write status."""

@@ -1,0 +1,48 @@
+"""Operator configuration in one place: environment variables prefixed ``MODELFLEET_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    """What an installation may tune; the Helm chart sets these from its values."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELFLEET_", extra="ignore")
+
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to watch; empty watches the whole cluster."""
+    downloader_image: str = "ghcr.io/modelfleet/downloader:0.1.0"
+    """Image of download and verify Jobs, unless a Model names its own."""
+    trainer_image: str = "ghcr.io/modelfleet/trainer:0.1.0"
+    """Image of training Jobs, unless a FinetuneJob names its own."""
+    vllm_image: str = "vllm/vllm-openai:v0.11.0"
+    """Serving image, unless a Model names its own."""
+    model_root: str = "/models"
+    """Where the weights volume is mounted in every pod."""
+    job_service_account: str = "modelfleet-job"
+    """ServiceAccount of download and training Jobs: may patch only models/status and
+    finetunejobs/status."""
+    resync_seconds: float = 300.0
+    """Period of the drift-detecting timer."""
+    watch_timeout_seconds: int = 300
+    """Server-side timeout of each watch request; the watch is then re-established."""
+    request_timeout_seconds: float = 30.0
+    """Client-side timeout of each API request."""
+    retry_max_seconds: float = 300.0
+    """Cap of the exponential backoff of failed reconciles and download retries."""
+    metrics_port: int = 8080
+    """Port of the Prometheus metrics endpoint."""
+    health_port: int = 8081
+    """Port of the liveness endpoint."""
+    peering_name: str = "modelfleet"
+    """Peering object that makes exactly one of several replicas act."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> OperatorSettings:
+    """The settings of this process, read once from the environment."""
+    return OperatorSettings()

@@ -1,0 +1,1 @@
+"""Shared pytest configuration: tests/unit, tests/integration and tests/e2e add their own."""
