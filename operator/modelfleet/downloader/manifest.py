@@ -1,0 +1,115 @@
+"""``.modelfleet-manifest.json``: what a finished download wrote, written atomically and last.
+
+The serving pod's init container calls :func:`load_and_verify_manifest` and refuses to start
+the engine on a directory without a valid one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from modelfleet.conditions import Reason
+from modelfleet.downloader.errors import DownloadError
+from modelfleet.downloader.layout import MANIFEST_NAME
+from modelfleet.downloader.settings import VerifyMode
+from modelfleet.downloader.verify import check_completeness, check_file
+
+MANIFEST_API_VERSION = "modelfleet.io/v1alpha1"
+
+
+class _CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class ManifestFile(_CamelModel):
+    """One file of the download."""
+
+    path: str
+    size: int = Field(ge=0)
+    sha256: str | None = None
+
+
+class Manifest(_CamelModel):
+    """The record of a complete, verified revision directory."""
+
+    api_version: str = MANIFEST_API_VERSION
+    kind: str = "ModelManifest"
+    repo: str
+    source: str
+    revision: str
+    resolved_revision: str
+    verify: VerifyMode
+    files: list[ManifestFile]
+    total_bytes: int = Field(ge=0)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def to_json(self) -> str:
+        """The manifest as written to disk (camelCase keys)."""
+        return self.model_dump_json(by_alias=True, indent=2) + "\n"
+
+
+def manifest_path(directory: Path) -> Path:
+    """Where the manifest of a revision directory lives."""
+    return directory / MANIFEST_NAME
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Path:
+    """Write the manifest atomically: temp file, fsync, rename, fsync of the directory."""
+    target = manifest_path(directory)
+    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=".modelfleet-manifest.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(manifest.to_json())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return target
+
+
+def load_manifest(directory: Path) -> Manifest:
+    """Parse the manifest of ``directory``; Incomplete if absent, VerificationFailed if invalid."""
+    path = manifest_path(directory)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DownloadError(Reason.INCOMPLETE, f"no {MANIFEST_NAME} in {directory}") from None
+    try:
+        return Manifest.model_validate_json(text)
+    except ValidationError as error:
+        raise DownloadError(
+            Reason.VERIFICATION_FAILED, f"{MANIFEST_NAME} is invalid: {error.error_count()} errors"
+        ) from None
+
+
+def load_and_verify_manifest(directory: Path, mode: VerifyMode = VerifyMode.SIZE) -> Manifest:
+    """Load the manifest and check every file it lists in ``mode`` plus completeness.
+
+    ``directory`` may also be the manifest file itself.
+    """
+    if directory.name == MANIFEST_NAME:
+        directory = directory.parent
+    manifest = load_manifest(directory)
+    for entry in manifest.files:
+        check_file(
+            directory / entry.path,
+            size=entry.size,
+            sha256=entry.sha256 if mode is VerifyMode.SHA256 else None,
+            # "none" still needs the files to exist: a manifest over missing files is a lie.
+            mode=VerifyMode.SIZE if mode is VerifyMode.NONE else mode,
+        )
+    check_completeness(directory, {f.path: f.size for f in manifest.files})
+    return manifest

@@ -1,0 +1,193 @@
+"""Progress of one download: thread-safe counters, listeners, and the Model status reporter.
+
+In a Job, ``MODELFLEET_STATUS_TARGET=<namespace>/<name>`` makes the reporter merge-patch the
+Model's ``status.download`` at a bounded rate. Its Role allows only ``patch`` on
+``models/status``; a failed patch is logged and never fails the download.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal
+
+LOG = logging.getLogger(__name__)
+
+Phase = Literal["Pending", "Downloading", "Verifying", "Succeeded", "Failed"]
+GROUP, VERSION, PLURAL = "modelfleet.io", "v1alpha1", "models"
+
+
+@dataclass(frozen=True)
+class ProgressSnapshot:
+    """A consistent view of the counters at one moment."""
+
+    phase: Phase = "Pending"
+    revision: str | None = None
+    bytes_done: int = 0
+    bytes_total: int = 0
+    files_done: int = 0
+    files_total: int = 0
+    attempts: int = 0
+    last_error: str | None = None
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+
+    def to_status(self) -> dict[str, Any]:
+        """The ``status.download`` object, camelCase, as the Model's schema spells it."""
+        names = {
+            "bytes_done": "bytesDone",
+            "bytes_total": "bytesTotal",
+            "files_done": "filesDone",
+            "files_total": "filesTotal",
+            "last_error": "lastError",
+            "start_time": "startTime",
+            "completion_time": "completionTime",
+        }
+        status: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            rendered = (
+                value.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime) else value
+            )
+            status[names.get(key, key)] = rendered
+        return status
+
+
+Listener = Callable[[ProgressSnapshot], None]
+
+
+class DownloadProgress:
+    """Counters updated from transfer threads; listeners are called on every change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = ProgressSnapshot(start_time=datetime.now(UTC))
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` with a snapshot after each change (keep it cheap)."""
+        self._listeners.append(listener)
+
+    def _update(self, **changes: Any) -> None:
+        with self._lock:
+            self._state = replace(self._state, **changes)
+            state = self._state
+        for listener in self._listeners:
+            listener(state)
+
+    def snapshot(self) -> ProgressSnapshot:
+        """The current counters."""
+        with self._lock:
+            return self._state
+
+    def set_phase(self, phase: Phase) -> None:
+        """Enter a phase; Succeeded and Failed also stamp the completion time."""
+        done = datetime.now(UTC) if phase in ("Succeeded", "Failed") else None
+        self._update(phase=phase, completion_time=done)
+
+    def plan(self, *, revision: str, bytes_total: int, files_total: int) -> None:
+        """Record what this download covers."""
+        self._update(revision=revision, bytes_total=bytes_total, files_total=files_total)
+
+    def add_bytes(self, count: int) -> None:
+        """Bytes that became present (transferred, or found already complete)."""
+        with self._lock:
+            self._state = replace(self._state, bytes_done=self._state.bytes_done + count)
+            state = self._state
+        for listener in self._listeners:
+            listener(state)
+
+    def file_done(self) -> None:
+        """One more file is in place and verified."""
+        with self._lock:
+            self._state = replace(self._state, files_done=self._state.files_done + 1)
+            state = self._state
+        for listener in self._listeners:
+            listener(state)
+
+    def record_attempt(self, attempt: int) -> None:
+        """The highest attempt number any file or request reached."""
+        with self._lock:
+            if attempt <= self._state.attempts:
+                return
+            self._state = replace(self._state, attempts=attempt)
+            state = self._state
+        for listener in self._listeners:
+            listener(state)
+
+    def record_error(self, message: str) -> None:
+        """The last error seen (already redacted)."""
+        self._update(last_error=message)
+
+
+class StatusReporter:
+    """Merge-patches ``status.download`` of one Model at most every ``interval`` seconds."""
+
+    def __init__(self, target: str, progress: DownloadProgress, interval: float = 5.0) -> None:
+        namespace, _, name = target.partition("/")
+        if not namespace or not name:
+            raise ValueError(f"status target must be <namespace>/<name>, got {target!r}")
+        self.namespace, self.name = namespace, name
+        self.interval = interval
+        self._progress = progress
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status-reporter", daemon=True)
+        self._api: Any = None
+        self._last_sent: ProgressSnapshot | None = None
+        self.patches_sent = 0
+
+    def _connect(self) -> Any:
+        # Imported lazily: the CLI and verify mode never need the kubernetes client.
+        from kubernetes import client, config  # noqa: PLC0415
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        return client.CustomObjectsApi()
+
+    def patch_now(self) -> None:
+        """Send the current snapshot if it changed since the last patch; never raises."""
+        state = self._progress.snapshot()
+        if state == self._last_sent:
+            return
+        try:
+            if self._api is None:
+                self._api = self._connect()
+            self._api.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                self.name,
+                {"status": {"download": state.to_status()}},
+                _content_type="application/merge-patch+json",
+                _request_timeout=10,
+            )
+        except Exception as error:  # noqa: BLE001 - progress must never fail a download
+            LOG.warning("status patch of %s/%s failed: %s", self.namespace, self.name, error)
+            return
+        self._last_sent = state
+        self.patches_sent += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.patch_now()
+
+    def __enter__(self) -> StatusReporter:
+        self.patch_now()
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 15)
+        self.patch_now()

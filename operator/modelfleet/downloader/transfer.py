@@ -1,0 +1,351 @@
+"""The byte transfer: resumable, parallel, retried, watched for stalls, verified, then renamed.
+
+Each file goes to a stable partial ``<dir>/.modelfleet-partial/<path>.part``; the next attempt
+(in this process or after a kill) resumes it with ``Range: bytes=<len>-``. Only a file whose
+size and hash match is renamed into place, so a file at its final path is always whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from modelfleet.conditions import Reason
+from modelfleet.downloader.errors import DownloadError, redact
+from modelfleet.downloader.hub import map_status
+from modelfleet.downloader.layout import partial_path
+from modelfleet.downloader.progress import DownloadProgress
+from modelfleet.downloader.retry import BackoffPolicy, call_with_retries
+from modelfleet.downloader.settings import VerifyMode
+from modelfleet.downloader.verify import HASH_CHUNK, check_file
+
+LOG = logging.getLogger(__name__)
+CHUNK = 1 << 20
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One file to put in place: where from, how big, and what it must hash to."""
+
+    path: str
+    url: str
+    size: int
+    sha256: str | None = None
+    blob_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """A file in place, with its sha256 when verified and the bytes this run moved for it."""
+
+    path: str
+    size: int
+    sha256: str | None
+    bytes_transferred: int
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """Knobs of the transfer; defaults are the Job's."""
+
+    verify: VerifyMode = VerifyMode.SHA256
+    policy: BackoffPolicy = field(default_factory=BackoffPolicy)
+    stall_timeout: float = 300.0
+    max_workers: int = 8
+    fsync: bool = True
+
+
+class _Digests:
+    """sha256 (and the git blob id for non-LFS files) computed while bytes stream past."""
+
+    def __init__(self, task: FileTask, enabled: bool) -> None:
+        self.enabled = enabled
+        self.sha256 = hashlib.sha256()
+        self.blob: Any = None
+        if enabled and task.sha256 is None and task.blob_id:
+            self.blob = hashlib.sha1(usedforsecurity=False)
+            self.blob.update(f"blob {task.size}\0".encode())
+
+    def update(self, data: bytes | memoryview) -> None:
+        if self.enabled:
+            self.sha256.update(data)
+            if self.blob is not None:
+                self.blob.update(data)
+
+    def check(self, task: FileTask) -> str | None:
+        """Raise VerificationFailed on a mismatch; return the sha256 when it was computed."""
+        if not self.enabled:
+            return None
+        actual = self.sha256.hexdigest()
+        if task.sha256 is not None and actual != task.sha256:
+            raise DownloadError(Reason.VERIFICATION_FAILED, f"{task.path}: sha256 mismatch")
+        if self.blob is not None and self.blob.hexdigest() != task.blob_id:
+            raise DownloadError(Reason.VERIFICATION_FAILED, f"{task.path}: git blob id mismatch")
+        return actual
+
+
+def _storage_error(error: OSError, path: str) -> DownloadError:
+    if error.errno in _NO_SPACE:
+        return DownloadError(Reason.INSUFFICIENT_STORAGE, f"no space left writing {path}")
+    return DownloadError(Reason.INCOMPLETE, f"writing {path}: {error.strerror or error}")
+
+
+class Transfer:
+    """Puts a set of files into one revision directory."""
+
+    def __init__(
+        self,
+        directory: Path,
+        headers: dict[str, str],
+        options: TransferOptions,
+        progress: DownloadProgress,
+        secrets: Sequence[str | None] = (),
+    ) -> None:
+        self.directory = directory
+        self._headers = {**headers, "Accept-Encoding": "identity"}
+        self.options = options
+        self.progress = progress
+        self._secrets = secrets
+        self._cancelled = threading.Event()
+        self._bytes_lock = threading.Lock()
+        self.bytes_transferred = 0
+        self._client = httpx2.Client(
+            follow_redirects=True,
+            # The read timeout is the stall watchdog: no byte for this long aborts the attempt.
+            timeout=httpx2.Timeout(options.stall_timeout, connect=min(30.0, options.stall_timeout)),
+            limits=httpx2.Limits(max_connections=options.max_workers + 2),
+        )
+
+    def close(self) -> None:
+        """Release connections."""
+        self._client.close()
+
+    def remaining_bytes(self, tasks: Sequence[FileTask]) -> int:
+        """Bytes still to fetch: files not yet in place, less what partials already hold."""
+        remaining = 0
+        for task in tasks:
+            final = self.directory / task.path
+            if final.is_file() and final.stat().st_size == task.size:
+                continue
+            part = partial_path(self.directory, task.path)
+            have = part.stat().st_size if part.is_file() else 0
+            remaining += max(0, task.size - have) if have <= task.size else task.size
+        return remaining
+
+    def run(self, tasks: Sequence[FileTask]) -> list[FileOutcome]:
+        """Fetch every task in parallel (largest first); the first permanent failure stops all."""
+        ordered = sorted(tasks, key=lambda t: t.size, reverse=True)
+        outcomes: list[FileOutcome] = []
+        with ThreadPoolExecutor(self.options.max_workers, thread_name_prefix="fetch") as pool:
+            futures: list[Future[FileOutcome]] = [pool.submit(self.fetch, t) for t in ordered]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            if any(f.exception() is not None for f in done):
+                self._cancelled.set()
+                wait(futures)
+            errors = [e for f in futures if (e := f.exception()) is not None]
+            if errors:
+                # A permanent failure explains the outcome better than the cancellations it caused.
+                errors.sort(key=lambda e: not isinstance(e, DownloadError) or e.retryable)
+                raise errors[0]
+            outcomes = [f.result() for f in futures]
+        return outcomes
+
+    def fetch(self, task: FileTask) -> FileOutcome:
+        """One file, retried with backoff; a complete verified file is never fetched again."""
+        final = self.directory / task.path
+        if final.exists():
+            present = self._check_present(task, final)
+            if present is not None:
+                return present
+
+        def on_retry(attempt: int, error: DownloadError, delay: float) -> None:
+            message = redact(str(error), self._secrets)
+            LOG.warning(
+                "%s: attempt %d failed (%s); retrying in %.1fs", task.path, attempt, message, delay
+            )
+            self.progress.record_error(message)
+
+        def attempt(number: int) -> FileOutcome:
+            self.progress.record_attempt(number)
+            if self._cancelled.is_set():
+                raise DownloadError(Reason.INCOMPLETE, "cancelled after another file failed")
+            return self._attempt(task, final)
+
+        return call_with_retries(
+            attempt, self.options.policy, on_retry=on_retry, cancelled=self._cancelled
+        )
+
+    def _check_present(self, task: FileTask, final: Path) -> FileOutcome | None:
+        try:
+            digest = check_file(
+                final,
+                size=task.size,
+                sha256=task.sha256,
+                blob_id=task.blob_id,
+                # Even with verify=none a wrong size means a broken file: check it for free.
+                mode=VerifyMode.SIZE
+                if self.options.verify is VerifyMode.NONE
+                else self.options.verify,
+            )
+        except DownloadError as error:
+            LOG.warning(
+                "%s is on disk but fails verification (%s): fetching again", task.path, error
+            )
+            final.unlink(missing_ok=True)
+            return None
+        self.progress.add_bytes(task.size)
+        self.progress.file_done()
+        return FileOutcome(task.path, task.size, digest, 0)
+
+    def _attempt(self, task: FileTask, final: Path) -> FileOutcome:
+        part = partial_path(self.directory, task.path)
+        state = _AttemptState(task, part, self.options.verify is VerifyMode.SHA256, self.progress)
+        try:
+            part.parent.mkdir(parents=True, exist_ok=True)
+            offset = part.stat().st_size if part.exists() else 0
+            if offset > task.size:
+                part.unlink()
+                offset = 0
+            if offset and state.digests.enabled:
+                _hash_prefix(part, offset, state.digests)
+            state.count(offset)
+            state.offset = offset
+            if offset < task.size:
+                self._stream(state)
+            size = part.stat().st_size
+            if size != task.size:
+                raise DownloadError(
+                    Reason.NETWORK_ERROR, f"{task.path}: got {size} of {task.size} bytes"
+                )
+            try:
+                sha256 = state.digests.check(task)
+            except DownloadError:
+                # A corrupt partial is useless: the next attempt starts from byte 0.
+                part.unlink(missing_ok=True)
+                raise
+            if self.options.fsync:
+                _fsync(part)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(part, final)
+        except OSError as error:
+            state.uncount()
+            raise _storage_error(error, task.path) from None
+        except BaseException:
+            state.uncount()
+            raise
+        self.progress.file_done()
+        return FileOutcome(task.path, task.size, sha256, state.received)
+
+    def _stream(self, state: _AttemptState) -> None:
+        """GET from ``state.offset`` into the partial file."""
+        task = state.task
+        headers = dict(self._headers)
+        if state.offset:
+            headers["Range"] = f"bytes={state.offset}-"
+        try:
+            with self._client.stream("GET", task.url, headers=headers) as response:
+                status = response.status_code
+                if status == 416:
+                    state.part.unlink(missing_ok=True)
+                    raise DownloadError(Reason.NETWORK_ERROR, f"{task.path}: range not satisfiable")
+                if status >= 400:
+                    response.read()
+                    raise map_status(status, response.headers, task.path)
+                mode = "ab"
+                if state.offset and (status != 206 or not _range_starts_at(response, state.offset)):
+                    # The server ignored Range: start the file over rather than append garbage.
+                    LOG.info("%s: server ignored Range; restarting from byte 0", task.path)
+                    state.restart()
+                    mode = "wb"
+                self._write_body(state, mode, response)
+        except httpx2.TimeoutException:
+            raise DownloadError(
+                Reason.DOWNLOAD_STALLED,
+                f"{task.path}: no bytes for {self.options.stall_timeout:g}s",
+            ) from None
+        except httpx2.HTTPError as error:
+            raise DownloadError(
+                Reason.NETWORK_ERROR, f"{task.path}: {redact(str(error), self._secrets)}"
+            ) from None
+
+    def _write_body(self, state: _AttemptState, mode: str, response: httpx2.Response) -> None:
+        task, limit = state.task, state.task.size - state.offset
+        with state.part.open(mode) as handle:
+            for chunk in response.iter_raw(CHUNK):
+                if self._cancelled.is_set():
+                    raise DownloadError(Reason.INCOMPLETE, "cancelled after another file failed")
+                if state.received + len(chunk) > limit:
+                    handle.close()
+                    state.part.unlink(missing_ok=True)
+                    raise DownloadError(
+                        Reason.VERIFICATION_FAILED,
+                        f"{task.path}: server sent more than {task.size} bytes",
+                    )
+                handle.write(chunk)
+                state.digests.update(chunk)
+                state.received += len(chunk)
+                state.count(len(chunk))
+                with self._bytes_lock:
+                    self.bytes_transferred += len(chunk)
+
+
+class _AttemptState:
+    """One attempt at one file: where it resumes, what it hashed, what it added to progress."""
+
+    def __init__(
+        self, task: FileTask, part: Path, verify: bool, progress: DownloadProgress
+    ) -> None:
+        self.task, self.part, self.progress = task, part, progress
+        self.digests = _Digests(task, verify)
+        self.offset = 0
+        self.received = 0
+        self._counted = 0
+
+    def count(self, n: int) -> None:
+        self._counted += n
+        self.progress.add_bytes(n)
+
+    def uncount(self) -> None:
+        """Take back what this attempt reported: the next attempt counts its partial again."""
+        self.progress.add_bytes(-self._counted)
+        self._counted = 0
+
+    def restart(self) -> None:
+        self.count(-self.offset)
+        self.digests = _Digests(self.task, self.digests.enabled)
+        self.offset = 0
+
+
+def _hash_prefix(part: Path, length: int, digests: _Digests) -> None:
+    with part.open("rb") as handle:
+        remaining = length
+        while remaining > 0:
+            chunk = handle.read(min(HASH_CHUNK, remaining))
+            if not chunk:
+                break
+            digests.update(chunk)
+            remaining -= len(chunk)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _range_starts_at(response: httpx2.Response, offset: int) -> bool:
+    content_range = response.headers.get("Content-Range", "")
+    return content_range.startswith(f"bytes {offset}-")
