@@ -1,0 +1,176 @@
+"""Pieces every child manifest shares: labels, owner reference, spec hash, pod security."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any, Literal
+
+from modelfleet.api.v1alpha1 import API_VERSION, Model
+
+Manifest = dict[str, Any]
+"""A Kubernetes object as plain JSON-compatible data."""
+
+Component = Literal["weights", "download", "verify", "serving"]
+"""The role of a child; the value of ``app.kubernetes.io/component``."""
+
+MANAGED_BY = "modelfleet"
+MODEL_LABEL = "modelfleet.io/model"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+SPEC_HASH_ANNOTATION = "modelfleet.io/spec-hash"
+REVISION_ANNOTATION = "modelfleet.io/revision"
+RETRY_TOKEN_ANNOTATION = "modelfleet.io/retry-token"
+MODEL_PATH_ANNOTATION = "modelfleet.io/model-path"
+
+# A fixed non-root identity: the Pod Security "restricted" profile refuses root, and a numeric
+# UID lets the kubelet check runAsNonRoot even for images whose USER is a name (or root).
+RUN_AS_ID = 65532
+
+WEIGHTS_VOLUME = "weights"
+TMP_VOLUME = "tmp"
+TMP_PATH = "/tmp"
+
+
+def model_name(model: Model) -> str:
+    """The Model's name; refuses a Model without one."""
+    if not model.metadata.name:
+        raise ValueError("the Model has no metadata.name")
+    return model.metadata.name
+
+
+def model_namespace(model: Model) -> str:
+    """The Model's namespace; every child lives beside it."""
+    if not model.metadata.namespace:
+        raise ValueError(f"Model {model.metadata.name!r} has no metadata.namespace")
+    return model.metadata.namespace
+
+
+def labels(model: Model, component: Component) -> dict[str, str]:
+    """The labels of every child object and pod template."""
+    name = model_name(model)
+    return {
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/name": "modelfleet",
+        "app.kubernetes.io/instance": name,
+        COMPONENT_LABEL: component,
+        MODEL_LABEL: name,
+    }
+
+
+def selector_labels(model: Model, component: Component) -> dict[str, str]:
+    """The subset of :func:`labels` that selects a Model's pods of one component."""
+    return {MODEL_LABEL: model_name(model), COMPONENT_LABEL: component}
+
+
+def owner_reference(model: Model) -> dict[str, Any]:
+    """A controller reference to the Model, so its children are garbage-collected with it."""
+    if not model.metadata.uid:
+        raise ValueError(f"Model {model.metadata.name!r} has no metadata.uid")
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Model",
+        "name": model_name(model),
+        "uid": model.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def object_meta(
+    model: Model,
+    name: str,
+    component: Component,
+    *,
+    owned: bool = True,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """metadata of a child: name, namespace, labels, annotations and (if owned) the owner."""
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": model_namespace(model),
+        "labels": labels(model, component),
+    }
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    if owned:
+        meta["ownerReferences"] = [owner_reference(model)]
+    return meta
+
+
+def spec_hash(manifest: Manifest) -> str:
+    """First 16 hex digits of the sha256 of the manifest's canonical JSON, its hash excluded."""
+    content = copy.deepcopy(manifest)
+    annotations = content.get("metadata", {}).get("annotations")
+    if annotations is not None:
+        annotations.pop(SPEC_HASH_ANNOTATION, None)
+        if not annotations:
+            del content["metadata"]["annotations"]
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def stamp_spec_hash(manifest: Manifest) -> Manifest:
+    """The manifest with its ``modelfleet.io/spec-hash`` annotation set (in place, returned)."""
+    digest = spec_hash(manifest)
+    annotations = manifest.setdefault("metadata", {}).setdefault("annotations", {})
+    annotations[SPEC_HASH_ANNOTATION] = digest
+    return manifest
+
+
+def pod_security_context() -> dict[str, Any]:
+    """Pod-level settings the Pod Security "restricted" profile requires."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_ID,
+        "runAsGroup": RUN_AS_ID,
+        # Files the Job writes on the weights volume are group-owned and readable by serving pods.
+        "fsGroup": RUN_AS_ID,
+        # Without this the kubelet re-chowns every file of a multi-GiB volume on each mount.
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context(*, read_only_root: bool) -> dict[str, Any]:
+    """Container-level settings of the "restricted" profile; writable root only where needed."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": read_only_root,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_ID,
+        "runAsGroup": RUN_AS_ID,
+    }
+
+
+def env_var(name: str, value: str) -> dict[str, Any]:
+    """A literal environment variable."""
+    return {"name": name, "value": value}
+
+
+def secret_env_var(name: str, secret: str, key: str) -> dict[str, Any]:
+    """An environment variable read from a Secret: the value never appears in a manifest."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def tmp_volume(size_limit: str | None = None) -> dict[str, Any]:
+    """A scratch emptyDir for /tmp, since root filesystems are read-only or owned by root."""
+    empty_dir: dict[str, Any] = {"sizeLimit": size_limit} if size_limit else {}
+    return {"name": TMP_VOLUME, "emptyDir": empty_dir}
+
+
+def claim_volume(claim_name: str, *, read_only: bool) -> dict[str, Any]:
+    """The weights volume from a PersistentVolumeClaim."""
+    source: dict[str, Any] = {"claimName": claim_name}
+    if read_only:
+        source["readOnly"] = True
+    return {"name": WEIGHTS_VOLUME, "persistentVolumeClaim": source}
+
+
+def volume_mount(name: str, path: str, *, read_only: bool = False) -> dict[str, Any]:
+    """A volumeMount; ``readOnly`` is written only when true, as the API server stores it."""
+    mount: dict[str, Any] = {"name": name, "mountPath": path}
+    if read_only:
+        mount["readOnly"] = True
+    return mount

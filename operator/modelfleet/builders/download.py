@@ -1,0 +1,244 @@
+"""The Jobs that download weights into the claim, or verify weights already on one.
+
+Both run ``python -m modelfleet.downloader``, configured only through environment variables
+(``modelfleet.downloader.settings``). The result and its typed reason come back through the
+termination message; exit code 2 means no retry can help, so the Job fails at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Literal
+
+from modelfleet.api.v1alpha1 import Model
+from modelfleet.builders.common import (
+    RETRY_TOKEN_ANNOTATION,
+    REVISION_ANNOTATION,
+    TMP_PATH,
+    TMP_VOLUME,
+    WEIGHTS_VOLUME,
+    Manifest,
+    claim_volume,
+    container_security_context,
+    env_var,
+    labels,
+    model_name,
+    model_namespace,
+    object_meta,
+    pod_security_context,
+    secret_env_var,
+    stamp_spec_hash,
+    tmp_volume,
+    volume_mount,
+)
+from modelfleet.builders.naming import (
+    download_job_name,
+    download_revision_key,
+    pvc_model_path,
+    verify_job_name,
+    verify_revision_key,
+    weights_claim_name,
+)
+from modelfleet.settings import OperatorSettings
+
+CONTAINER_NAME = "download"
+DOWNLOADER_COMMAND = ["python", "-m", "modelfleet.downloader"]
+TERMINATION_LOG = "/dev/termination-log"
+# The downloader's exit code for failures no retry can help (repo not found, gated, ...).
+EXIT_PERMANENT = 2
+# Attempts inside one pod; the Job's backoffLimit (spec.download.retries) counts pods.
+IN_PROCESS_ATTEMPTS = 3
+DEFAULT_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "250m", "memory": "512Mi"},
+    "limits": {"memory": "2Gi"},
+}
+TMP_SIZE_LIMIT = "1Gi"
+
+# huggingface_hub and modelscope write caches and token lookups under HOME; the root
+# filesystem is read-only and UID 65532 has no home directory in the image.
+_SCRATCH_ENV = (("HOME", TMP_PATH), ("XDG_CACHE_HOME", f"{TMP_PATH}/.cache"))
+
+
+def _downloader_image(model: Model, settings: OperatorSettings) -> str:
+    return model.spec.download.image or settings.downloader_image
+
+
+def _resources(model: Model) -> dict[str, Any]:
+    if model.spec.download.resources is not None:
+        return model.spec.download.resources.to_wire()
+    return copy.deepcopy(DEFAULT_RESOURCES)
+
+
+def _job(
+    model: Model,
+    *,
+    settings: OperatorSettings,
+    name: str,
+    component: Literal["download", "verify"],
+    annotations: dict[str, str],
+    env: list[dict[str, Any]],
+    read_only: bool,
+    backoff_limit: int,
+) -> Manifest:
+    """The Job shape download and verify share."""
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": _downloader_image(model, settings),
+        "command": list(DOWNLOADER_COMMAND),
+        "env": env,
+        "resources": _resources(model),
+        "securityContext": container_security_context(read_only_root=True),
+        "terminationMessagePath": TERMINATION_LOG,
+        # The result line is written to the termination log; logs are a fallback when the
+        # process dies before writing it (OOM kill, import error).
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            volume_mount(WEIGHTS_VOLUME, settings.model_root, read_only=read_only),
+            volume_mount(TMP_VOLUME, TMP_PATH),
+        ],
+    }
+    spec: dict[str, Any] = {"backoffLimit": backoff_limit}
+    if model.spec.download.active_deadline_seconds is not None:
+        spec["activeDeadlineSeconds"] = model.spec.download.active_deadline_seconds
+    # No ttlSecondsAfterFinished: the operator reads the finished Job's result, then deletes it.
+    spec["podFailurePolicy"] = {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": CONTAINER_NAME,
+                    "operator": "In",
+                    "values": [EXIT_PERMANENT],
+                },
+            },
+            # An evicted or preempted pod is not the download's fault: do not spend a retry.
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+    spec["template"] = {
+        "metadata": {"labels": labels(model, component)},
+        "spec": {
+            "restartPolicy": "Never",
+            "serviceAccountName": settings.job_service_account,
+            "securityContext": pod_security_context(),
+            "containers": [container],
+            "volumes": [
+                claim_volume(weights_claim_name(model), read_only=read_only),
+                tmp_volume(TMP_SIZE_LIMIT),
+            ],
+        },
+    }
+    manifest: Manifest = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": object_meta(model, name, component, annotations=annotations),
+        "spec": spec,
+    }
+    return stamp_spec_hash(manifest)
+
+
+def _common_env(model: Model) -> list[dict[str, Any]]:
+    return [
+        env_var("MODELFLEET_STATUS_TARGET", f"{model_namespace(model)}/{model_name(model)}"),
+        env_var("MODELFLEET_TERMINATION_LOG", TERMINATION_LOG),
+        *(env_var(name, value) for name, value in _SCRATCH_ENV),
+        env_var("HF_HUB_DISABLE_TELEMETRY", "1"),
+    ]
+
+
+def build_download_job(
+    model: Model,
+    *,
+    settings: OperatorSettings,
+    revision: str,
+    retry_token: str,
+    protected_paths: list[str],
+) -> Manifest:
+    """The Job that downloads ``revision`` of a huggingface or modelscope source into the claim.
+
+    ``protected_paths`` (the directory being served) survive the pruning of old revisions.
+    """
+    source = model.spec.source
+    download = model.spec.download
+    env: list[dict[str, Any]] = [env_var("MODELFLEET_MODE", "download")]
+    token_env = "HF_TOKEN"
+    if source.huggingface is not None:
+        hf = source.huggingface
+        env += [env_var("MODELFLEET_SOURCE", "huggingface"), env_var("MODELFLEET_REPO", hf.repo)]
+        allow, ignore, endpoint, token_ref = (
+            hf.allow_patterns,
+            hf.ignore_patterns,
+            hf.endpoint,
+            hf.token_secret_ref,
+        )
+    elif source.modelscope is not None:
+        ms = source.modelscope
+        env += [env_var("MODELFLEET_SOURCE", "modelscope"), env_var("MODELFLEET_REPO", ms.repo)]
+        allow, ignore, endpoint, token_ref = None, None, None, ms.token_secret_ref
+        token_env = "MODELSCOPE_API_TOKEN"
+    else:
+        raise ValueError(
+            f"Model {model.metadata.name!r}: only huggingface and modelscope sources download"
+        )
+    env += [
+        env_var("MODELFLEET_REVISION", revision),
+        env_var("MODELFLEET_MODEL_ROOT", settings.model_root),
+    ]
+    if allow:
+        env.append(env_var("MODELFLEET_ALLOW_PATTERNS", json.dumps(allow)))
+    if ignore:
+        env.append(env_var("MODELFLEET_IGNORE_PATTERNS", json.dumps(ignore)))
+    env += [
+        env_var("MODELFLEET_VERIFY", download.verify),
+        env_var("MODELFLEET_RETRIES", str(IN_PROCESS_ATTEMPTS)),
+        env_var("MODELFLEET_BACKOFF_INITIAL_SECONDS", str(download.backoff.initial_seconds)),
+        env_var("MODELFLEET_BACKOFF_MAX_SECONDS", str(download.backoff.max_seconds)),
+        env_var("MODELFLEET_STALL_TIMEOUT_SECONDS", str(download.stall_timeout_seconds)),
+        env_var("MODELFLEET_KEEP_REVISIONS", str(model.spec.storage.keep_revisions)),
+        env_var("MODELFLEET_PROTECTED_PATHS", json.dumps(list(protected_paths))),
+        *_common_env(model),
+    ]
+    if endpoint:
+        env.append(env_var("HF_ENDPOINT", endpoint))
+        # Mirrors and test hubs speak the plain HTTP protocol, not Xet storage.
+        env.append(env_var("HF_HUB_DISABLE_XET", "1"))
+    if token_ref is not None:
+        env.append(secret_env_var(token_env, token_ref.name, token_ref.key))
+
+    name = download_job_name(model, download_revision_key(model, revision), retry_token)
+    return _job(
+        model,
+        settings=settings,
+        name=name,
+        component="download",
+        annotations={REVISION_ANNOTATION: revision, RETRY_TOKEN_ANNOTATION: retry_token},
+        env=env,
+        read_only=False,
+        backoff_limit=download.retries,
+    )
+
+
+def build_verify_job(model: Model, *, settings: OperatorSettings, retry_token: str) -> Manifest:
+    """The Job that checks a ``source.pvc`` Model's weights in place, with the claim read-only."""
+    if model.spec.source.pvc is None:
+        raise ValueError(f"Model {model.metadata.name!r}: only pvc sources are verified in place")
+    env = [
+        env_var("MODELFLEET_MODE", "verify"),
+        env_var("MODELFLEET_SOURCE", "pvc"),
+        env_var("MODELFLEET_MODEL_ROOT", settings.model_root),
+        env_var("MODELFLEET_MODEL_PATH", pvc_model_path(settings, model)),
+        env_var("MODELFLEET_VERIFY", model.spec.download.verify),
+        *_common_env(model),
+    ]
+    name = verify_job_name(model, verify_revision_key(model), retry_token)
+    return _job(
+        model,
+        settings=settings,
+        name=name,
+        component="verify",
+        annotations={RETRY_TOKEN_ANNOTATION: retry_token},
+        env=env,
+        read_only=True,
+        backoff_limit=model.spec.download.retries,
+    )

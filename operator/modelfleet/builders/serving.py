@@ -1,0 +1,360 @@
+"""The vLLM Deployment that serves a Model's weights, and the Service in front of it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from modelfleet.api.v1alpha1 import Model
+from modelfleet.api.v1alpha1.model import Serving
+from modelfleet.builders.common import (
+    MODEL_PATH_ANNOTATION,
+    REVISION_ANNOTATION,
+    TMP_PATH,
+    TMP_VOLUME,
+    WEIGHTS_VOLUME,
+    Manifest,
+    claim_volume,
+    container_security_context,
+    env_var,
+    labels,
+    model_name,
+    model_namespace,
+    object_meta,
+    pod_security_context,
+    selector_labels,
+    stamp_spec_hash,
+    tmp_volume,
+    volume_mount,
+)
+from modelfleet.builders.download import DOWNLOADER_COMMAND
+from modelfleet.builders.naming import finetune_lora_path, serving_name, volume_path
+from modelfleet.settings import OperatorSettings
+
+CONTAINER_NAME = "vllm"
+INIT_CONTAINER_NAME = "verify-weights"
+PORT_NAME = "http"
+HEALTH_PATH = "/health"
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
+REVISION_HISTORY_LIMIT = 5
+TERMINATION_GRACE_SECONDS = 60
+# Caps what NCCL and PyTorch worker processes may put in shared memory (it counts against the
+# container's memory); the 64Mi a container gets by default breaks tensor parallelism.
+SHM_SIZE_LIMIT = "8Gi"
+# torch.compile and Triton caches of a large model reach a few GiB.
+SERVING_TMP_SIZE_LIMIT = "16Gi"
+# Loading a large model (and compiling its CUDA graphs) can take 30 minutes before /health
+# answers: 180 probes, 10 s apart.
+STARTUP_PERIOD_SECONDS = 10
+STARTUP_FAILURE_THRESHOLD = 180
+SHM_VOLUME = "dshm"
+VERIFY_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"memory": "512Mi"},
+}
+
+# vLLM, PyTorch, Triton and Hugging Face write caches and configs under HOME and XDG paths.
+# The image's home belongs to root and UID 65532 has no passwd entry, so point them all at the
+# writable /tmp emptyDir; USER keeps getpass.getuser() (used by torch) from failing.
+_ENGINE_ENV: tuple[tuple[str, str], ...] = (
+    ("HF_HUB_OFFLINE", "1"),
+    ("TRANSFORMERS_OFFLINE", "1"),
+    ("HF_HUB_DISABLE_TELEMETRY", "1"),
+    ("VLLM_NO_USAGE_STATS", "1"),
+    ("DO_NOT_TRACK", "1"),
+    ("USER", "vllm"),
+    ("HOME", TMP_PATH),
+    ("XDG_CACHE_HOME", f"{TMP_PATH}/.cache"),
+    ("XDG_CONFIG_HOME", f"{TMP_PATH}/.config"),
+    ("HF_HOME", f"{TMP_PATH}/.cache/huggingface"),
+    ("VLLM_CACHE_ROOT", f"{TMP_PATH}/.cache/vllm"),
+    ("VLLM_CONFIG_ROOT", f"{TMP_PATH}/.config/vllm"),
+    ("TRITON_CACHE_DIR", f"{TMP_PATH}/.cache/triton"),
+    ("TORCHINDUCTOR_CACHE_DIR", f"{TMP_PATH}/.cache/torchinductor"),
+    ("NUMBA_CACHE_DIR", f"{TMP_PATH}/.cache/numba"),
+    ("OUTLINES_CACHE_DIR", f"{TMP_PATH}/.cache/outlines"),
+)
+
+
+def _serving(model: Model) -> Serving:
+    if model.spec.serving is None:
+        raise ValueError(f"Model {model.metadata.name!r} has no serving: it only caches weights")
+    return model.spec.serving
+
+
+def serving_endpoint(model: Model) -> str:
+    """In-cluster URL of the Model's OpenAI-compatible API."""
+    port = _serving(model).service.port
+    return f"http://{serving_name(model)}.{model_namespace(model)}.svc:{port}/v1"
+
+
+def tensor_parallel_size(serving: Serving) -> int:
+    """``tensorParallelSize``, else one shard per GPU (at least 1)."""
+    return serving.tensor_parallel_size or max(serving.gpu.count, 1)
+
+
+def vllm_args(model: Model, *, settings: OperatorSettings) -> list[str]:
+    """Arguments after ``vllm serve <path>``; the user's ``serving.args`` come last so they win."""
+    serving = _serving(model)
+    args = [
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(serving.service.port),
+        "--served-model-name",
+        serving.served_model_name or model_name(model),
+        "--tensor-parallel-size",
+        str(tensor_parallel_size(serving)),
+    ]
+    if serving.max_model_len is not None:
+        args += ["--max-model-len", str(serving.max_model_len)]
+    if serving.dtype != "auto":
+        args += ["--dtype", serving.dtype]
+    if serving.gpu_memory_utilization is not None:
+        args += ["--gpu-memory-utilization", str(serving.gpu_memory_utilization)]
+    if serving.lora_adapters:
+        modules = []
+        for adapter in serving.lora_adapters:
+            if adapter.finetune_job:
+                path = finetune_lora_path(settings, model_namespace(model), adapter.finetune_job)
+            elif adapter.path:
+                path = volume_path(settings, adapter.path)
+            else:
+                raise ValueError(f"LoRA adapter {adapter.name!r} has neither path nor finetuneJob")
+            modules.append(f"{adapter.name}={path}")
+        args += ["--enable-lora", "--lora-modules", *modules]
+    return [*args, *serving.args]
+
+
+def _engine_env(serving: Serving) -> list[dict[str, Any]]:
+    """Our defaults, then the user's env. A name the user sets replaces ours instead of being
+    repeated: server-side apply refuses duplicate keys in the env list."""
+    user: dict[str, dict[str, Any]] = {}
+    for var in serving.env:
+        user.pop(var.name, None)  # the last of a repeated name wins, in its last position
+        user[var.name] = var.to_wire()
+    ours = [env_var(name, value) for name, value in _ENGINE_ENV if name not in user]
+    return [*ours, *user.values()]
+
+
+def _engine_resources(serving: Serving) -> dict[str, Any]:
+    resources = serving.resources.to_wire() if serving.resources is not None else {}
+    if serving.gpu.count > 0:
+        # Extended resources must be requested equal to their limit; set both explicitly.
+        count = str(serving.gpu.count)
+        resources.setdefault("limits", {})[serving.gpu.resource_name] = count
+        resources.setdefault("requests", {})[serving.gpu.resource_name] = count
+    return resources
+
+
+def _probe(*, period: int, failure_threshold: int, timeout: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": HEALTH_PATH, "port": PORT_NAME},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failure_threshold,
+    }
+
+
+def _preferred_same_model_term(model: Model) -> dict[str, Any]:
+    return {
+        "weight": 100,
+        "podAffinityTerm": {
+            "labelSelector": {"matchLabels": selector_labels(model, "serving")},
+            "topologyKey": HOSTNAME_TOPOLOGY,
+        },
+    }
+
+
+def scheduling(model: Model) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The pod's affinity (the user's, plus what ``schedulingStrategy`` prefers) and its
+    topologySpreadConstraints. The strategy only adds preferred terms: a user's required
+    terms and nodeAffinity are kept as written."""
+    serving = _serving(model)
+    affinity = copy.deepcopy(serving.affinity) if serving.affinity else {}
+    spread: list[dict[str, Any]] = []
+    if serving.scheduling_strategy == "spread":
+        spread.append(
+            {
+                "maxSkew": 1,
+                "topologyKey": HOSTNAME_TOPOLOGY,
+                # A preference: replicas still start when there are fewer nodes than replicas.
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector_labels(model, "serving")},
+            }
+        )
+        kind = "podAntiAffinity"
+    elif serving.scheduling_strategy == "binpack":
+        kind = "podAffinity"
+    else:
+        return (affinity or None), spread
+    section = affinity.setdefault(kind, {})
+    section.setdefault("preferredDuringSchedulingIgnoredDuringExecution", []).append(
+        _preferred_same_model_term(model)
+    )
+    return affinity, spread
+
+
+def _verify_container(
+    model: Model, *, settings: OperatorSettings, model_path: str
+) -> dict[str, Any]:
+    # A pvc source holds weights the user put there, never with our manifest: the verify Job
+    # checked their completeness instead. Everything the operator downloaded must have one.
+    require_manifest = "false" if model.spec.source.pvc is not None else "true"
+    return {
+        "name": INIT_CONTAINER_NAME,
+        "image": model.spec.download.image or settings.downloader_image,
+        "command": list(DOWNLOADER_COMMAND),
+        "env": [
+            env_var("MODELFLEET_MODE", "verify"),
+            env_var("MODELFLEET_SOURCE", "pvc"),
+            env_var("MODELFLEET_MODEL_ROOT", settings.model_root),
+            env_var("MODELFLEET_MODEL_PATH", model_path),
+            # Sizes only: hashing the weights on every pod start would delay it by minutes.
+            env_var("MODELFLEET_VERIFY", "size"),
+            env_var("MODELFLEET_REQUIRE_MANIFEST", require_manifest),
+            env_var("HOME", TMP_PATH),
+            env_var("HF_HUB_OFFLINE", "1"),
+        ],
+        "resources": copy.deepcopy(VERIFY_RESOURCES),
+        "securityContext": container_security_context(read_only_root=True),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            volume_mount(WEIGHTS_VOLUME, settings.model_root, read_only=True),
+            volume_mount(TMP_VOLUME, TMP_PATH),
+        ],
+    }
+
+
+def _engine_container(
+    model: Model, *, settings: OperatorSettings, model_path: str
+) -> dict[str, Any]:
+    serving = _serving(model)
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": serving.image or settings.vllm_image,
+        "command": ["vllm", "serve", model_path],
+        # The image's working directory belongs to root; anything written relative lands here.
+        "workingDir": TMP_PATH,
+        "args": vllm_args(model, settings=settings),
+        "ports": [{"name": PORT_NAME, "containerPort": serving.service.port, "protocol": "TCP"}],
+        "env": _engine_env(serving),
+    }
+    resources = _engine_resources(serving)
+    if resources:
+        container["resources"] = resources
+    container |= {
+        "startupProbe": _probe(
+            period=STARTUP_PERIOD_SECONDS, failure_threshold=STARTUP_FAILURE_THRESHOLD, timeout=5
+        ),
+        "readinessProbe": _probe(period=10, failure_threshold=3, timeout=5),
+        # Generous: /health answers slowly while the engine is saturated, and a restart costs a
+        # full model load.
+        "livenessProbe": _probe(period=15, failure_threshold=6, timeout=10),
+        # vLLM (Triton, torch.compile, its own libraries) writes outside the mounted dirs.
+        "securityContext": container_security_context(read_only_root=False),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            volume_mount(WEIGHTS_VOLUME, settings.model_root, read_only=True),
+            volume_mount(SHM_VOLUME, "/dev/shm"),
+            volume_mount(TMP_VOLUME, TMP_PATH),
+        ],
+    }
+    return container
+
+
+def build_deployment(
+    model: Model,
+    *,
+    settings: OperatorSettings,
+    model_path: str,
+    revision: str,
+    claim_name: str,
+) -> Manifest:
+    """The vLLM Deployment serving ``model_path`` (``revision``) from ``claim_name``, read-only.
+
+    An init container refuses to start vLLM on a directory whose manifest is missing or does
+    not match, and rollouts surge before they take capacity away (1/0 by default).
+    """
+    serving = _serving(model)
+    affinity, spread = scheduling(model)
+    pod_spec: dict[str, Any] = {
+        "securityContext": pod_security_context(),
+        # Serving pods never talk to the API server.
+        "automountServiceAccountToken": False,
+        # Service links would inject e.g. VLLM_PORT=tcp://... for a Service named "vllm",
+        # which vLLM reads as its own setting and fails on.
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "initContainers": [_verify_container(model, settings=settings, model_path=model_path)],
+        "containers": [_engine_container(model, settings=settings, model_path=model_path)],
+        "volumes": [
+            claim_volume(claim_name, read_only=True),
+            {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}},
+            tmp_volume(SERVING_TMP_SIZE_LIMIT),
+        ],
+    }
+    if serving.node_selector:
+        pod_spec["nodeSelector"] = dict(serving.node_selector)
+    if serving.tolerations:
+        pod_spec["tolerations"] = [t.to_wire() for t in serving.tolerations]
+    if affinity:
+        pod_spec["affinity"] = affinity
+    if spread:
+        pod_spec["topologySpreadConstraints"] = spread
+
+    rollout = serving.rollout
+    annotations = {REVISION_ANNOTATION: revision, MODEL_PATH_ANNOTATION: model_path}
+    manifest: Manifest = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(model, serving_name(model), "serving", annotations=annotations),
+        "spec": {
+            "replicas": serving.replicas,
+            "selector": {"matchLabels": selector_labels(model, "serving")},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {
+                    "maxSurge": rollout.max_surge,
+                    "maxUnavailable": rollout.max_unavailable,
+                },
+            },
+            "progressDeadlineSeconds": rollout.progress_deadline_seconds,
+            "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
+            "template": {
+                "metadata": {
+                    "labels": labels(model, "serving"),
+                    "annotations": {
+                        **annotations,
+                        # `kubectl logs` and `exec` pick the engine, not the init container.
+                        "kubectl.kubernetes.io/default-container": CONTAINER_NAME,
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+    return stamp_spec_hash(manifest)
+
+
+def build_service(model: Model) -> Manifest:
+    """The Service ``<name>`` in front of the serving pods, port ``http``."""
+    serving = _serving(model)
+    manifest: Manifest = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": object_meta(model, serving_name(model), "serving"),
+        "spec": {
+            "type": serving.service.type,
+            "selector": selector_labels(model, "serving"),
+            "ports": [
+                {
+                    "name": PORT_NAME,
+                    "port": serving.service.port,
+                    "targetPort": PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+    return stamp_spec_hash(manifest)
