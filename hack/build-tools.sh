@@ -74,18 +74,16 @@ GO
   done
 }
 
-# A throwaway module that requires one Go module and builds the named packages from it.
-build_from_module() {
-  local module=$1 version=$2 out=$3; shift 3
-  local dir=$MODELFLEET_CACHE/src/$(basename "$module")-$version
-  mkdir -p "$dir" "$out"
-  (cd "$dir" && [[ -f go.mod ]] || (cd "$dir" && go mod init modelfleet.local/build >/dev/null 2>&1))
-  (cd "$dir" && go get "$module@$version")
-  local pkg
-  for pkg in "$@"; do
-    log "  go build $pkg"
-    (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$out/$(basename "$pkg")" "$pkg")
-  done
+# `go install` one package at a version into a bin directory, under the given binary name.
+go_install() {
+  local package_at_version=$1 out=$2 name=$3
+  local gobin=$MODELFLEET_CACHE/src/gobin-$$
+  mkdir -p "$out" "$gobin"
+  log "  go install $package_at_version"
+  GOBIN=$gobin go install -trimpath -ldflags "-s -w" "$package_at_version" \
+    >>"$MODELFLEET_CACHE/logs/go-install.log" 2>&1
+  mv "$gobin"/* "$out/$name"
+  rmdir "$gobin"
 }
 
 if [[ ${1:-} == --print ]]; then
@@ -97,9 +95,11 @@ build_if_missing "kubernetes $K8S_VERSION" \
   "$K8S_BIN/kube-apiserver $K8S_BIN/kube-controller-manager $K8S_BIN/kube-scheduler $K8S_BIN/kubectl" \
   build_kubernetes
 build_if_missing "etcd $ETCD_VERSION" "$ETCD_BIN/etcd" \
-  bash -c "$(declare -f build_from_module log); build_from_module go.etcd.io/etcd/server/v3 $ETCD_VERSION $ETCD_BIN go.etcd.io/etcd/server/v3 && mv $ETCD_BIN/v3 $ETCD_BIN/etcd" 
-build_if_missing "kwok $KWOK_VERSION" "$KWOK_BIN/kwok $KWOK_BIN/kwokctl" \
-  build_from_module sigs.k8s.io/kwok "$KWOK_VERSION" "$KWOK_BIN" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
+  go_install "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "$ETCD_BIN" etcd
+build_if_missing "kwok $KWOK_VERSION" "$KWOK_BIN/kwok" \
+  go_install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "$KWOK_BIN" kwok
+build_if_missing "kwokctl $KWOK_VERSION" "$KWOK_BIN/kwokctl" \
+  go_install "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION" "$KWOK_BIN" kwokctl
 build_if_missing "helm $HELM_VERSION" "$HELM_BIN/helm" \
-  build_from_module helm.sh/helm/v3 "$HELM_VERSION" "$HELM_BIN" helm.sh/helm/v3/cmd/helm
+  go_install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$HELM_BIN" helm
 log "all tools in $MODELFLEET_CACHE/bin"

@@ -8,12 +8,17 @@ from typing import Annotated
 import typer
 
 from modelfleet import crdgen
+from modelfleet.cli.dev import dev_app
+from modelfleet.cli.model import model_app
 
 app = typer.Typer(
     help="modelfleet: large language models as Kubernetes objects.",
     no_args_is_help=True,
     add_completion=False,
 )
+
+app.add_typer(dev_app, name="dev")
+app.add_typer(model_app, name="model")
 
 
 @app.callback()

@@ -1,0 +1,356 @@
+"""Run modelfleet's Job pods for real on a cluster whose nodes are simulated.
+
+kwok nodes never start containers. Pods that do real work (download, verify, train: the
+``app.kubernetes.io/component`` label) are instead executed here as local processes, with the
+container's command, args and environment; volumes are mapped to host directories (a claim to
+the directory of its bound PersistentVolume), and the pod's status is then written the way a
+kubelet would: Running while the process runs, then Succeeded or Failed with the exit code and
+the termination message.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+LOG = logging.getLogger(__name__)
+
+EXECUTED_COMPONENTS = ("download", "verify", "train")
+LABEL_SELECTOR = (
+    "app.kubernetes.io/managed-by=modelfleet,"
+    f"app.kubernetes.io/component in ({','.join(EXECUTED_COMPONENTS)})"
+)
+_TERMINATION_LOG_TAIL = 4096
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class PodConfigError(Exception):
+    """The pod cannot start yet: a referenced Secret, ConfigMap or claim is missing."""
+
+
+@dataclass
+class _Execution:
+    process: subprocess.Popen[bytes] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class PodRunner:
+    """Executes selected pods as local processes and reports their status."""
+
+    def __init__(
+        self, core: client.CoreV1Api, work_dir: Path, volume_root: Path, python: str | None = None
+    ) -> None:
+        self.core = core
+        self.work_dir = work_dir
+        self.volume_root = volume_root
+        self.python = python or sys.executable
+        self._running: dict[str, _Execution] = {}
+        self._finished: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- the loop --------------------------------------------------------------------------
+    def sync(self) -> None:
+        """One pass: start new pods, stop processes whose pod was deleted."""
+        pods = self.core.list_pod_for_all_namespaces(label_selector=LABEL_SELECTOR).items
+        alive = set()
+        for pod in pods:
+            uid = pod.metadata.uid
+            alive.add(uid)
+            if pod.metadata.deletion_timestamp is not None:
+                self._stop(uid)
+                continue
+            if not pod.spec.node_name or pod.status.phase in ("Succeeded", "Failed"):
+                continue
+            with self._lock:
+                if uid in self._running or uid in self._finished:
+                    continue
+                self._running[uid] = _Execution()
+            threading.Thread(target=self._run_pod, args=(pod,), daemon=True).start()
+        with self._lock:
+            gone = [uid for uid in self._running if uid not in alive]
+        for uid in gone:
+            self._stop(uid)
+
+    def stop_all(self) -> None:
+        """Kill every running process (the agent is shutting down)."""
+        with self._lock:
+            uids = list(self._running)
+        for uid in uids:
+            self._stop(uid)
+
+    def _stop(self, uid: str) -> None:
+        with self._lock:
+            execution = self._running.get(uid)
+        if execution and execution.process and execution.process.poll() is None:
+            LOG.info("pod %s deleted: killing its process", uid)
+            os.killpg(execution.process.pid, signal.SIGKILL)
+
+    # -- one pod ---------------------------------------------------------------------------
+    def _run_pod(self, pod: Any) -> None:
+        uid = pod.metadata.uid
+        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        pod_dir = self.work_dir / "pods" / f"{pod.metadata.namespace}_{pod.metadata.name}_{uid}"
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        started = _now()
+        statuses: list[dict[str, Any]] = []
+        phase = "Succeeded"
+        try:
+            mounts = self._volume_paths(pod, pod_dir)
+            self._patch_status(pod, "Running", started, [])
+            for container in [*(pod.spec.init_containers or []), *pod.spec.containers]:
+                status = self._run_container(pod, container, mounts, pod_dir, uid)
+                statuses.append(status)
+                if status["state"]["terminated"]["exitCode"] != 0:
+                    phase = "Failed"
+                    break
+        except PodConfigError as error:
+            LOG.warning("pod %s cannot start: %s", key, error)
+            with self._lock:
+                self._running.pop(uid, None)  # try again on a later pass
+            self._patch_waiting(pod, str(error))
+            return
+        except Exception:
+            LOG.exception("running pod %s failed", key)
+            phase = "Failed"
+        with self._lock:
+            self._running.pop(uid, None)
+            self._finished.add(uid)
+        self._patch_status(pod, phase, started, statuses)
+        LOG.info("pod %s finished: %s", key, phase)
+
+    def _volume_paths(self, pod: Any, pod_dir: Path) -> dict[str, Path]:
+        """Host directory of each volume of the pod."""
+        paths: dict[str, Path] = {}
+        for volume in pod.spec.volumes or []:
+            if volume.persistent_volume_claim:
+                claim = self._read_claim(pod.metadata.namespace, volume.persistent_volume_claim)
+                paths[volume.name] = claim
+            elif volume.config_map:
+                paths[volume.name] = self._config_map_dir(pod, volume, pod_dir)
+            else:  # emptyDir and anything else: a scratch directory of the pod
+                directory = pod_dir / "volumes" / volume.name
+                directory.mkdir(parents=True, exist_ok=True)
+                paths[volume.name] = directory
+        return paths
+
+    def _read_claim(self, namespace: str, source: Any) -> Path:
+        try:
+            claim = self.core.read_namespaced_persistent_volume_claim(source.claim_name, namespace)
+        except ApiException as error:
+            raise PodConfigError(
+                f'persistentvolumeclaim "{source.claim_name}" not found'
+            ) from error
+        if not claim.spec.volume_name:
+            raise PodConfigError(f'persistentvolumeclaim "{source.claim_name}" is not bound')
+        volume = self.core.read_persistent_volume(claim.spec.volume_name)
+        if volume.spec.host_path is None:
+            raise PodConfigError(f"volume {volume.metadata.name} is not a host path")
+        return Path(volume.spec.host_path.path)
+
+    def _config_map_dir(self, pod: Any, volume: Any, pod_dir: Path) -> Path:
+        directory: Path = pod_dir / "volumes" / volume.name
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            config_map = self.core.read_namespaced_config_map(
+                volume.config_map.name, pod.metadata.namespace
+            )
+        except ApiException as error:
+            raise PodConfigError(f'configmap "{volume.config_map.name}" not found') from error
+        for key, value in (config_map.data or {}).items():
+            (directory / key).write_text(value)
+        return directory
+
+    def _env(self, pod: Any, container: Any) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for var in container.env or []:
+            if var.value_from is None:
+                env[var.name] = var.value or ""
+                continue
+            source = var.value_from
+            if source.secret_key_ref is not None:
+                env[var.name] = self._secret_value(pod, source.secret_key_ref)
+            elif source.config_map_key_ref is not None:
+                ref = source.config_map_key_ref
+                try:
+                    data = self.core.read_namespaced_config_map(ref.name, pod.metadata.namespace)
+                except ApiException as error:
+                    raise PodConfigError(f'configmap "{ref.name}" not found') from error
+                env[var.name] = (data.data or {}).get(ref.key, "")
+            elif source.field_ref is not None:
+                field_path = source.field_ref.field_path
+                values = {
+                    "metadata.name": pod.metadata.name,
+                    "metadata.namespace": pod.metadata.namespace,
+                    "metadata.uid": pod.metadata.uid,
+                    "spec.nodeName": pod.spec.node_name or "",
+                    "spec.serviceAccountName": pod.spec.service_account_name or "",
+                }
+                env[var.name] = values.get(field_path, "")
+        return env
+
+    def _secret_value(self, pod: Any, ref: Any) -> str:
+        try:
+            secret = self.core.read_namespaced_secret(ref.name, pod.metadata.namespace)
+        except ApiException as error:
+            if ref.optional:
+                return ""
+            raise PodConfigError(f'secret "{ref.name}" not found') from error
+        data = secret.data or {}
+        if ref.key not in data:
+            if ref.optional:
+                return ""
+            raise PodConfigError(f"couldn't find key {ref.key} in Secret {ref.name}")
+        return base64.b64decode(data[ref.key]).decode()
+
+    def _run_container(
+        self,
+        pod: Any,
+        container: Any,
+        volumes: Mapping[str, Path],
+        pod_dir: Path,
+        uid: str,
+    ) -> dict[str, Any]:
+        # Container paths become host paths, longest mount first so nested mounts win.
+        mapping: list[tuple[str, str]] = []
+        for mount in container.volume_mounts or []:
+            host = volumes[mount.name] / (mount.sub_path or "")
+            mapping.append((mount.mount_path.rstrip("/") or "/", str(host)))
+        termination_log = pod_dir / f"{container.name}.termination-log"
+        termination_log.unlink(missing_ok=True)
+        mapping.append(
+            (container.termination_message_path or "/dev/termination-log", str(termination_log))
+        )
+        mapping.sort(key=lambda pair: len(pair[0]), reverse=True)
+
+        def to_host(text: str) -> str:
+            for container_path, host_path in mapping:
+                if text == container_path or text.startswith(container_path + "/"):
+                    return host_path + text[len(container_path) :]
+                text = text.replace("=" + container_path, "=" + host_path)
+            return text
+
+        env = {name: to_host(value) for name, value in self._env(pod, container).items()}
+        argv = [to_host(part) for part in [*(container.command or []), *(container.args or [])]]
+        if argv and argv[0] in ("python", "python3"):
+            argv[0] = self.python
+        process_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(pod_dir),
+            "KUBECONFIG": os.environ.get("KUBECONFIG", ""),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        log_path = pod_dir / f"{container.name}.log"
+        started = _now()
+        LOG.info("pod %s/%s: running %s", pod.metadata.namespace, pod.metadata.name, container.name)
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                argv,
+                env=process_env,
+                cwd=pod_dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            with self._lock:
+                if uid in self._running:
+                    self._running[uid].process = process
+            exit_code = process.wait()
+        if exit_code < 0:
+            exit_code = 128 - exit_code  # killed by a signal, as a kubelet reports it
+        message = termination_log.read_text() if termination_log.exists() else ""
+        if not message and exit_code != 0:
+            message = log_path.read_bytes()[-_TERMINATION_LOG_TAIL:].decode(errors="replace")
+        return {
+            "name": container.name,
+            "image": container.image,
+            "imageID": "",
+            "ready": False,
+            "restartCount": 0,
+            "started": False,
+            "state": {
+                "terminated": {
+                    "exitCode": exit_code,
+                    "reason": "Completed" if exit_code == 0 else "Error",
+                    "message": message[-_TERMINATION_LOG_TAIL:],
+                    "startedAt": started,
+                    "finishedAt": _now(),
+                }
+            },
+        }
+
+    # -- status ----------------------------------------------------------------------------
+    def _patch_status(
+        self, pod: Any, phase: str, started: str, statuses: list[dict[str, Any]]
+    ) -> None:
+        init_names = {c.name for c in pod.spec.init_containers or []}
+        status: dict[str, Any] = {
+            "phase": phase,
+            "startTime": started,
+            "conditions": [
+                {"type": "Ready", "status": "False", "lastTransitionTime": _now()},
+                {"type": "ContainersReady", "status": "False", "lastTransitionTime": _now()},
+            ],
+        }
+        if phase == "Running":
+            status["containerStatuses"] = [
+                {
+                    "name": c.name,
+                    "image": c.image,
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "started": True,
+                    "state": {"running": {"startedAt": started}},
+                }
+                for c in pod.spec.containers
+            ]
+        else:
+            status["containerStatuses"] = [s for s in statuses if s["name"] not in init_names]
+            status["initContainerStatuses"] = [s for s in statuses if s["name"] in init_names]
+        self._patch(pod, {"status": status})
+
+    def _patch_waiting(self, pod: Any, message: str) -> None:
+        waiting = {"reason": "CreateContainerConfigError", "message": message}
+        self._patch(
+            pod,
+            {
+                "status": {
+                    "phase": "Pending",
+                    "containerStatuses": [
+                        {
+                            "name": c.name,
+                            "image": c.image,
+                            "imageID": "",
+                            "ready": False,
+                            "restartCount": 0,
+                            "state": {"waiting": waiting},
+                        }
+                        for c in pod.spec.containers
+                    ],
+                }
+            },
+        )
+
+    def _patch(self, pod: Any, body: dict[str, Any]) -> None:
+        try:
+            self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
+        except ApiException as error:
+            if error.status != 404:
+                LOG.warning("could not update pod %s status: %s", pod.metadata.name, error.reason)

@@ -1,0 +1,113 @@
+"""A dynamic volume provisioner for the local cluster: host directories as PersistentVolumes.
+
+kwok's nodes have no kubelet, so no in-cluster provisioner can create a directory on them. This
+one runs beside the control plane: for every pending claim of the ``modelfleet-local``
+StorageClass it creates a directory and a PersistentVolume of exactly the requested size bound
+to that claim, and deletes both once the claim is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+LOG = logging.getLogger(__name__)
+
+PROVISIONER = "modelfleet.io/local-path"
+STORAGE_CLASS = "modelfleet-local"
+
+
+def storage_class_manifest() -> dict[str, Any]:
+    """The default StorageClass served by this provisioner."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": True,
+    }
+
+
+class LocalPathProvisioner:
+    """Creates and reclaims hostPath PersistentVolumes under ``root``."""
+
+    def __init__(self, core: client.CoreV1Api, root: Path) -> None:
+        self.core = core
+        self.root = root
+
+    def volume_path(self, volume_name: str) -> Path:
+        """Directory that backs a PersistentVolume."""
+        return self.root / volume_name
+
+    def sync(self) -> None:
+        """One pass: provision pending claims, reclaim released volumes."""
+        classes = {STORAGE_CLASS}
+        for claim in self.core.list_persistent_volume_claim_for_all_namespaces().items:
+            if (
+                claim.status.phase == "Pending"
+                and not claim.spec.volume_name
+                and (claim.spec.storage_class_name or STORAGE_CLASS) in classes
+            ):
+                self._provision(claim)
+        for volume in self.core.list_persistent_volume().items:
+            annotations = volume.metadata.annotations or {}
+            if (
+                annotations.get("pv.kubernetes.io/provisioned-by") == PROVISIONER
+                and volume.status.phase == "Released"
+            ):
+                self._reclaim(volume)
+
+    def _provision(self, claim: Any) -> None:
+        name = f"pvc-{claim.metadata.uid}"
+        path = self.volume_path(name)
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o777)  # pods run as arbitrary non-root users
+        body = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {
+                "name": name,
+                "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER},
+            },
+            "spec": {
+                "capacity": {"storage": claim.spec.resources.requests["storage"]},
+                "accessModes": claim.spec.access_modes,
+                "persistentVolumeReclaimPolicy": "Delete",
+                "storageClassName": claim.spec.storage_class_name or STORAGE_CLASS,
+                "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
+                "claimRef": {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "namespace": claim.metadata.namespace,
+                    "name": claim.metadata.name,
+                    "uid": claim.metadata.uid,
+                },
+            },
+        }
+        try:
+            self.core.create_persistent_volume(body)
+            LOG.info(
+                "provisioned %s for %s/%s", name, claim.metadata.namespace, claim.metadata.name
+            )
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
+    def _reclaim(self, volume: Any) -> None:
+        shutil.rmtree(self.volume_path(volume.metadata.name), ignore_errors=True)
+        try:
+            self.core.delete_persistent_volume(volume.metadata.name)
+            LOG.info("reclaimed %s", volume.metadata.name)
+        except ApiException as error:
+            if error.status != 404:
+                raise

@@ -1,0 +1,69 @@
+"""The integration tier's cluster: the local control plane, or whatever
+MODELFLEET_TEST_KUBECONFIG names (kind, a real cluster)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from tests.support.cluster import REPO_ROOT, TestCluster
+
+pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[TestCluster]:
+    """A running cluster for the whole session; started here, and stopped again, when needed."""
+    external = os.environ.get("MODELFLEET_TEST_KUBECONFIG")
+    if external:
+        yield TestCluster(kubeconfig=Path(external), local=False)
+        return
+    name = os.environ.get("MODELFLEET_TEST_CLUSTER", "modelfleet-test")
+    subprocess.run(["bash", str(REPO_ROOT / "hack/cluster.sh"), "up", "--name", name], check=True)
+    kubeconfig = Path(
+        subprocess.run(
+            ["bash", str(REPO_ROOT / "hack/cluster.sh"), "env", "--name", name],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .removeprefix("export KUBECONFIG=")
+    )
+    try:
+        yield TestCluster(kubeconfig=kubeconfig, local=True, name=name)
+    finally:
+        if not os.environ.get("MODELFLEET_KEEP_CLUSTER"):
+            subprocess.run(
+                ["bash", str(REPO_ROOT / "hack/cluster.sh"), "down", "--name", name], check=False
+            )
+
+
+@pytest.fixture(scope="session")
+def api(cluster: TestCluster) -> client.ApiClient:
+    """A kubernetes client for the session's cluster, with admin rights."""
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards."""
+    core = client.CoreV1Api(api)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"modelfleet.dev/test": "true"}}})
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)

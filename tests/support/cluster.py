@@ -1,0 +1,43 @@
+"""Helpers for tests that run against a real API server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TestCluster:
+    """The cluster a test session runs against."""
+
+    __test__ = False  # not a test class, despite the name
+
+    kubeconfig: Path
+    local: bool
+    """True for the local control plane, where Job pods are executed by the dev agent."""
+    name: str = ""
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.5,
+    message: str = "condition",
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}; last: {last!r}")
