@@ -8,6 +8,7 @@ domain conditions ``Downloaded`` and ``Serving`` for a Model and ``Running``, ``
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class ConditionType(StrEnum):
@@ -84,3 +85,58 @@ PERMANENT_DOWNLOAD_REASONS: frozenset[Reason] = frozenset(
         Reason.INSUFFICIENT_STORAGE,
     }
 )
+
+
+# Reasons that mean the Model will not progress without a change: Stalled=True, Warning Events.
+STALLED_REASONS: frozenset[Reason] = PERMANENT_DOWNLOAD_REASONS | {
+    Reason.VERIFICATION_FAILED,
+    Reason.INCOMPLETE,
+    Reason.DOWNLOAD_STALLED,
+    Reason.BACKOFF_LIMIT_EXCEEDED,
+    Reason.DEADLINE_EXCEEDED,
+    Reason.NETWORK_ERROR,
+    Reason.INVALID_SPEC,
+    Reason.SECRET_NOT_FOUND,
+    Reason.SECRET_KEY_NOT_FOUND,
+    Reason.STORAGE_CLASS_NOT_FOUND,
+    Reason.CLAIM_NOT_FOUND,
+    Reason.FINETUNE_JOB_NOT_FOUND,
+    Reason.IMAGE_PULL_FAILED,
+    Reason.CRASH_LOOP,
+    Reason.ROLLOUT_STALLED,
+    Reason.DATASET_INVALID,
+    Reason.OUT_OF_MEMORY,
+}
+
+
+def set_condition(
+    conditions: list[dict[str, Any]],
+    type_: ConditionType,
+    status: bool,
+    reason: Reason,
+    message: str,
+    *,
+    generation: int | None,
+    now: str,
+) -> list[dict[str, Any]]:
+    """A copy of ``conditions`` with one condition set; its transition time moves only when its
+    status changes, so recomputing an unchanged state yields identical conditions."""
+    status_text = "True" if status else "False"
+    previous = next((c for c in conditions if c.get("type") == type_), None)
+    since = now
+    if previous is not None and previous.get("status") == status_text:
+        since = previous.get("lastTransitionTime", now)
+    condition = {
+        "type": str(type_),
+        "status": status_text,
+        "reason": str(reason),
+        "message": message,
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
+    return [c for c in conditions if c.get("type") != type_] + [condition]
+
+
+def find_condition(conditions: list[dict[str, Any]], type_: ConditionType) -> dict[str, Any] | None:
+    """The condition of a type, if present."""
+    return next((c for c in conditions if c.get("type") == type_), None)

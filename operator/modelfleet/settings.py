@@ -40,6 +40,10 @@ class OperatorSettings(BaseSettings):
     """Port of the liveness endpoint."""
     peering_name: str = "modelfleet"
     """Peering object that makes exactly one of several replicas act."""
+    standalone: bool = True
+    """Run without peering (one replica); the chart turns peering on for several replicas."""
+    max_workers: int = 8
+    """Threads that run reconciles."""
 
 
 @lru_cache(maxsize=1)

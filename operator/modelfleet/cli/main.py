@@ -10,6 +10,7 @@ import typer
 from modelfleet import crdgen
 from modelfleet.cli.dev import dev_app
 from modelfleet.cli.model import model_app
+from modelfleet.settings import get_settings
 
 app = typer.Typer(
     help="modelfleet: large language models as Kubernetes objects.",
@@ -58,6 +59,35 @@ def crds(
         return
     for path in crdgen.write_crds(repo_root):
         typer.echo(f"wrote {path.relative_to(repo_root)}")
+
+
+@app.command()
+def run(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Watch only these namespaces (repeatable)."),
+    ] = None,
+    log_format: Annotated[str, typer.Option(help="plain or json.")] = "plain",
+    verbose: Annotated[bool, typer.Option(help="Debug logging.")] = False,
+) -> None:
+    """Run the operator (the same as `kopf run -m modelfleet.handlers`)."""
+    import kopf  # noqa: PLC0415 - the operator's dependencies load only for `run`
+
+    import modelfleet.handlers  # noqa: F401, PLC0415 - registers the handlers
+
+    settings = get_settings()
+    namespaces = list(namespace or settings.namespaces)
+    kopf.configure(
+        verbose=verbose,
+        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=settings.standalone,
+        peering_name=settings.peering_name,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+    )
 
 
 if __name__ == "__main__":

@@ -75,6 +75,12 @@ class ApiModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+def default_object(api_type: type[ApiModel]) -> dict[str, Any]:
+    """Schema extra giving an object field its full default, so the API server fills it in
+    (and validates it against the object's own rules) when the field is left out."""
+    return {"default": api_type().to_wire()}
+
+
 class SecretKeyRef(ApiModel):
     """A key of a Secret in the Model's namespace."""
 

@@ -16,6 +16,7 @@ from modelfleet.api.v1alpha1.common import (
     ObjectMeta,
     ObjectName,
     ResourceRequirements,
+    default_object,
 )
 from modelfleet.api.v1alpha1.model import Gpu, Serving
 
@@ -132,12 +133,12 @@ class FinetuneJobSpec(ApiModel):
     method: Literal["lora", "full"] = "lora"
     """LoRA adapters or full fine-tuning."""
     hyperparameters: Hyperparameters = Field(
-        default_factory=Hyperparameters, json_schema_extra={"default": {}}
+        default_factory=Hyperparameters, json_schema_extra=default_object(Hyperparameters)
     )
     """Training hyperparameters."""
     merge: bool = True
     """Merge LoRA weights into merged_model/ (what serving prefers)."""
-    gpu: Gpu = Field(default_factory=Gpu, json_schema_extra={"default": {}})
+    gpu: Gpu = Field(default_factory=Gpu, json_schema_extra=default_object(Gpu))
     """GPUs for the training pod."""
     resources: ResourceRequirements | None = None
     """CPU and memory of the training container."""

@@ -21,6 +21,7 @@ from modelfleet.api.v1alpha1.common import (
     ResourceRequirements,
     SecretKeyRef,
     Toleration,
+    default_object,
 )
 
 # The Model's name becomes a label value and the stem of its Deployment, Service and Job names
@@ -155,7 +156,7 @@ class Download(ApiModel):
 
     retries: int = Field(default=5, ge=0, le=100)
     """Attempts after the first, for failures that may heal; the Job's backoffLimit."""
-    backoff: Backoff = Field(default_factory=Backoff, json_schema_extra={"default": {}})
+    backoff: Backoff = Field(default_factory=Backoff, json_schema_extra=default_object(Backoff))
     """Backoff between attempts inside the downloader."""
     active_deadline_seconds: int | None = Field(default=None, ge=1)
     """Deadline for the whole download Job."""
@@ -259,7 +260,7 @@ class Serving(ApiModel):
     """Engine image; the operator's pinned vLLM image when omitted."""
     replicas: int = Field(default=1, ge=0, le=1000)
     """Serving replicas; 0 stops serving and keeps the weights."""
-    gpu: Gpu = Field(default_factory=Gpu, json_schema_extra={"default": {}})
+    gpu: Gpu = Field(default_factory=Gpu, json_schema_extra=default_object(Gpu))
     """GPUs per replica."""
     tensor_parallel_size: int | None = Field(default=None, ge=1, le=64)
     """vLLM --tensor-parallel-size; defaults to gpu.count."""
@@ -288,11 +289,13 @@ class Serving(ApiModel):
     """Affinity of the serving pods, as in a Pod spec; combined with schedulingStrategy."""
     scheduling_strategy: Literal["spread", "binpack"] | None = None
     """spread puts replicas on different nodes; binpack packs them onto as few nodes as possible."""
-    rollout: Rollout = Field(default_factory=Rollout, json_schema_extra={"default": {}})
+    rollout: Rollout = Field(default_factory=Rollout, json_schema_extra=default_object(Rollout))
     """Rolling update settings."""
     lora_adapters: list[LoraAdapter] = Field(default_factory=list, max_length=32)
     """LoRA adapters served beside the base model."""
-    service: ServiceSpec = Field(default_factory=ServiceSpec, json_schema_extra={"default": {}})
+    service: ServiceSpec = Field(
+        default_factory=ServiceSpec, json_schema_extra=default_object(ServiceSpec)
+    )
     """The Service in front of the pods."""
 
 
@@ -301,9 +304,9 @@ class ModelSpec(ApiModel):
 
     source: ModelSource
     """Where the weights come from."""
-    storage: Storage = Field(default_factory=Storage, json_schema_extra={"default": {}})
+    storage: Storage = Field(default_factory=Storage, json_schema_extra=default_object(Storage))
     """The volume that keeps the weights."""
-    download: Download = Field(default_factory=Download, json_schema_extra={"default": {}})
+    download: Download = Field(default_factory=Download, json_schema_extra=default_object(Download))
     """How weights are downloaded."""
     serving: Serving | None = None
     """How the weights are served; leave out to only cache them."""

@@ -1,0 +1,72 @@
+"""Reading a Job's outcome: running, succeeded with a result, or failed with a typed reason."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from modelfleet.conditions import Reason
+
+Manifest = dict[str, Any]
+
+_JOB_REASONS = {
+    "BackoffLimitExceeded": Reason.BACKOFF_LIMIT_EXCEEDED,
+    "DeadlineExceeded": Reason.DEADLINE_EXCEEDED,
+}
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a download, verify or training Job came to."""
+
+    state: Literal["Running", "Succeeded", "Failed"]
+    result: dict[str, Any]
+    """The program's one-line JSON result (from the termination message), when it wrote one."""
+    reason: Reason | None = None
+    message: str = ""
+
+
+def _finished_condition(job: Manifest) -> dict[str, Any] | None:
+    for condition in job.get("status", {}).get("conditions", []):
+        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def _termination_result(pod: Manifest) -> dict[str, Any]:
+    for status in pod.get("status", {}).get("containerStatuses", []):
+        message = status.get("state", {}).get("terminated", {}).get("message", "")
+        for line in reversed(message.strip().splitlines()):
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict) and "result" in parsed:
+                return parsed
+    return {}
+
+
+def _newest(pods: list[Manifest], phase: str) -> Manifest | None:
+    matching = [p for p in pods if p.get("status", {}).get("phase") == phase]
+    matching.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
+    return matching[-1] if matching else None
+
+
+def job_outcome(job: Manifest, pods: list[Manifest]) -> JobOutcome:
+    """The outcome of ``job`` given its pods (those labelled ``job-name=<name>``)."""
+    finished = _finished_condition(job)
+    if finished is None:
+        return JobOutcome("Running", {})
+    if finished["type"] == "Complete":
+        pod = _newest(pods, "Succeeded")
+        return JobOutcome("Succeeded", _termination_result(pod) if pod else {})
+    pod = _newest(pods, "Failed")
+    result = _termination_result(pod) if pod else {}
+    reason_text = result.get("reason") or ""
+    try:
+        reason = Reason(reason_text)
+    except ValueError:
+        reason = _JOB_REASONS.get(finished.get("reason", ""), Reason.BACKOFF_LIMIT_EXCEEDED)
+    message = result.get("message") or finished.get("message") or "the Job failed"
+    return JobOutcome("Failed", result, reason, str(message))

@@ -1,0 +1,551 @@
+"""Reconcile one Model: observe its children, decide the desired state, act, write status.
+
+``decide`` is pure: observed state in, children to create or apply and the new status out. The
+same reconcile runs for every trigger (create, update, child change, resume, timer), so a
+reconcile with nothing to change writes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from modelfleet.api.v1alpha1 import Model
+from modelfleet.api.v1alpha1.model import HuggingFaceSource, ModelScopeSource
+from modelfleet.builders.common import (
+    COMPONENT_LABEL,
+    MODEL_LABEL,
+    MODEL_PATH_ANNOTATION,
+    REVISION_ANNOTATION,
+    SPEC_HASH_ANNOTATION,
+)
+from modelfleet.builders.download import build_download_job, build_verify_job
+from modelfleet.builders.naming import (
+    download_job_name,
+    download_revision_key,
+    model_path,
+    pvc_model_path,
+    serving_name,
+    verify_job_name,
+    verify_revision_key,
+    weights_claim_name,
+)
+from modelfleet.builders.serving import build_deployment, build_service, serving_endpoint
+from modelfleet.builders.storage import build_weights_claim, needs_weights_claim
+from modelfleet.conditions import (
+    STALLED_REASONS,
+    ConditionType,
+    Reason,
+    set_condition,
+)
+from modelfleet.handlers.identity import JOB_IDENTITIES
+from modelfleet.handlers.jobs import JobOutcome, job_outcome
+from modelfleet.handlers.kube import (
+    DEPLOYMENT,
+    JOB,
+    MODEL,
+    POD,
+    PVC,
+    SECRET,
+    SERVICE,
+    STORAGE_CLASS,
+    Kube,
+    Manifest,
+    resource_of,
+)
+from modelfleet.settings import OperatorSettings
+
+LOG = logging.getLogger(__name__)
+
+RETRY_ANNOTATION = "modelfleet.io/retry"
+DEFAULT_CLAIM_SIZE = "10Gi"
+
+
+def now_text() -> str:
+    """The current time as Kubernetes writes it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Observed:
+    """Everything a reconcile reads about one Model."""
+
+    config_error: tuple[Reason, str] | None = None
+    claim: Manifest | None = None
+    job: Manifest | None = None
+    job_pods: list[Manifest] = field(default_factory=list)
+    other_jobs: list[Manifest] = field(default_factory=list)
+    deployment: Manifest | None = None
+    service: Manifest | None = None
+    serving_pods: list[Manifest] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """What a reconcile does."""
+
+    create: list[Manifest] = field(default_factory=list)
+    apply: list[Manifest] = field(default_factory=list)
+    delete_jobs: list[str] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    """(type, reason, message) of each condition transition."""
+    requeue_after: float | None = None
+
+
+# -- identity of the current attempt --------------------------------------------------------
+def retry_token(model: Model) -> str:
+    """The value of the retry annotation: a new value names a new Job, a fresh attempt."""
+    return model.metadata.annotations.get(RETRY_ANNOTATION, "")
+
+
+def hub_source(model: Model) -> HuggingFaceSource | ModelScopeSource | None:
+    """The hub the weights are downloaded from, if they are downloaded at all."""
+    return model.spec.source.huggingface or model.spec.source.modelscope
+
+
+def current_job_name(model: Model) -> str:
+    """Name of the download (or verify) Job that serves the Model's spec as it is now."""
+    source = model.spec.source
+    if source.pvc is not None:
+        return verify_job_name(model, verify_revision_key(model), retry_token(model))
+    hub = hub_source(model)
+    revision = hub.revision if hub else ""
+    return download_job_name(model, download_revision_key(model, revision), retry_token(model))
+
+
+# -- observe ---------------------------------------------------------------------------------
+def _secret_problem(kube: Kube, model: Model) -> tuple[Reason, str] | None:
+    hub = hub_source(model)
+    ref = hub.token_secret_ref if hub else None
+    if ref is None:
+        return None
+    namespace = model.metadata.namespace
+    secret = kube.get(SECRET, namespace, ref.name)
+    if secret is None:
+        return Reason.SECRET_NOT_FOUND, f'Secret "{ref.name}" not found in namespace {namespace}'
+    value = secret.get("data", {}).get(ref.key)
+    if not value or not base64.b64decode(value).strip():
+        return (
+            Reason.SECRET_KEY_NOT_FOUND,
+            f'Secret "{ref.name}" has no (non-empty) key "{ref.key}"',
+        )
+    return None
+
+
+def observe(kube: Kube, model: Model) -> Observed:
+    """Read the children and references of ``model``."""
+    namespace = model.metadata.namespace
+    name = model.metadata.name
+    observed = Observed()
+    observed.config_error = _secret_problem(kube, model)
+    storage_class = model.spec.storage.storage_class_name
+    if (
+        observed.config_error is None
+        and storage_class
+        and kube.get(STORAGE_CLASS, None, storage_class) is None
+    ):
+        observed.config_error = (
+            Reason.STORAGE_CLASS_NOT_FOUND,
+            f'StorageClass "{storage_class}" not found',
+        )
+    observed.claim = kube.get(PVC, namespace, weights_claim_name(model))
+    job_name = current_job_name(model)
+    for job in kube.list(JOB, namespace, f"{MODEL_LABEL}={name}"):
+        if job["metadata"]["name"] == job_name:
+            observed.job = job
+        else:
+            observed.other_jobs.append(job)
+    if observed.job is not None:
+        observed.job_pods = kube.list(POD, namespace, f"job-name={job_name}")
+    if model.spec.serving is not None:
+        observed.deployment = kube.get(DEPLOYMENT, namespace, serving_name(model))
+        observed.service = kube.get(SERVICE, namespace, serving_name(model))
+        if observed.deployment is not None:
+            observed.serving_pods = kube.list(
+                POD, namespace, f"{MODEL_LABEL}={name},{COMPONENT_LABEL}=serving"
+            )
+    return observed
+
+
+# -- decide ----------------------------------------------------------------------------------
+def _annotation(obj: Manifest | None, key: str) -> str | None:
+    if obj is None:
+        return None
+    value = obj.get("metadata", {}).get("annotations", {}).get(key)
+    return str(value) if value is not None else None
+
+
+def _needs_apply(desired: Manifest, existing: Manifest | None) -> bool:
+    return existing is None or _annotation(existing, SPEC_HASH_ANNOTATION) != _annotation(
+        desired, SPEC_HASH_ANNOTATION
+    )
+
+
+def _serving_problem(observed: Observed) -> tuple[Reason, str] | None:
+    """A reason the serving pods cannot become Ready, read from the pods and the Deployment."""
+    for pod in observed.serving_pods:
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        status = pod.get("status", {})
+        for container in status.get("containerStatuses", []) + status.get(
+            "initContainerStatuses", []
+        ):
+            waiting = container.get("state", {}).get("waiting", {})
+            if waiting.get("reason") == "CrashLoopBackOff":
+                return Reason.CRASH_LOOP, (
+                    f"pod {pod['metadata']['name']} container {container['name']} is crash-looping"
+                )
+            if waiting.get("reason") in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
+                return Reason.IMAGE_PULL_FAILED, (
+                    f"pod {pod['metadata']['name']} cannot pull {container.get('image')}: "
+                    f"{waiting.get('message', waiting['reason'])}"
+                )
+        for condition in status.get("conditions", []):
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                name = pod["metadata"]["name"]
+                return Reason.UNSCHEDULABLE, (
+                    f"pod {name} is unschedulable: {condition.get('message', '')}"
+                )
+    for condition in (observed.deployment or {}).get("status", {}).get("conditions", []):
+        if (
+            condition.get("type") == "Progressing"
+            and condition.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            return Reason.ROLLOUT_STALLED, (
+                "new pods did not become Ready within the progress deadline; the previous"
+                " revision keeps serving"
+            )
+    return None
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Verified weights: where they are in the serving pods and which revision they are."""
+
+    path: str
+    revision: str
+
+
+Verdict = tuple[Reason, str]
+
+
+@dataclass
+class WeightsState:
+    """What the reconcile concluded about the weights of the current spec."""
+
+    downloaded: bool
+    verdict: Verdict
+    verified: Weights | None = None
+    stalled: Verdict | None = None
+    download_status: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ServingState:
+    """What the reconcile concluded about serving."""
+
+    ok: bool
+    ready: bool
+    verdict: Verdict
+    status: dict[str, Any] | None = None
+    stalled: Verdict | None = None
+
+
+def _short(revision: str | None) -> str | None:
+    return revision[:7] if revision else None
+
+
+def _progress_text(download: dict[str, Any] | None, downloaded: bool) -> str | None:
+    if downloaded:
+        return "100%"
+    if not download:
+        return None
+    total, done = download.get("bytesTotal") or 0, download.get("bytesDone") or 0
+    return f"{min(100, int(done * 100 / total))}%" if total else None
+
+
+def _job_to_create(model: Model, observed: Observed, settings: OperatorSettings) -> Manifest:
+    """The download (or verify) Job for the spec as it is now."""
+    token = retry_token(model)
+    if model.spec.source.pvc is not None:
+        return build_verify_job(model, settings=settings, retry_token=token)
+    # The served revision and the last verified one must survive the new Job's pruning.
+    served = _annotation(observed.deployment, MODEL_PATH_ANNOTATION)
+    protected = sorted({p for p in (served, model.status.model_path) if p})
+    hub = hub_source(model)
+    return build_download_job(
+        model,
+        settings=settings,
+        revision=hub.revision if hub else "",
+        retry_token=token,
+        protected_paths=protected,
+    )
+
+
+def _weights_state(
+    model: Model, observed: Observed, settings: OperatorSettings, plan: Plan
+) -> WeightsState:
+    """Judge the current Job (creating it when missing) and find the verified weights."""
+    download_status = dict(model.status.to_wire().get("download") or {})
+    if observed.config_error is not None:
+        return WeightsState(False, observed.config_error, stalled=observed.config_error)
+    if observed.job is None:
+        plan.create.append(_job_to_create(model, observed, settings))
+        return WeightsState(False, (Reason.PENDING, "download Job created"), None, None)
+    outcome: JobOutcome = job_outcome(observed.job, observed.job_pods)
+    job_name = observed.job["metadata"]["name"]
+    if outcome.state == "Running":
+        phase = download_status.get("phase") or "Pending"
+        reason = {"Downloading": Reason.DOWNLOADING, "Verifying": Reason.VERIFYING}.get(
+            phase, Reason.VERIFYING if model.spec.source.pvc else Reason.PENDING
+        )
+        return WeightsState(False, (reason, f"Job {job_name}: {phase}"))
+    if outcome.state == "Failed":
+        stalled = (outcome.reason or Reason.BACKOFF_LIMIT_EXCEEDED, outcome.message)
+        if download_status.get("phase") != "Failed":
+            download_status |= {"phase": "Failed", "lastError": f"{stalled[0]}: {stalled[1]}"}
+        return WeightsState(False, stalled, stalled=stalled, download_status=download_status)
+    revision = str(outcome.result.get("resolvedRevision") or "")
+    hub = hub_source(model)
+    if model.spec.source.pvc is not None:
+        path = pvc_model_path(settings, model)
+        revision = revision or "verified"
+    else:
+        # The path is content-addressed: derived from the commit, never taken from the Job.
+        path = model_path(settings, hub.repo, revision) if hub and revision else ""
+    if not path:
+        failure = (Reason.VERIFICATION_FAILED, f"Job {job_name} succeeded but reported no revision")
+        return WeightsState(False, failure, stalled=failure)
+    plan.delete_jobs = [j["metadata"]["name"] for j in observed.other_jobs]
+    return WeightsState(
+        True,
+        (Reason.DOWNLOADED, f"revision {revision} verified at {path}"),
+        Weights(path, revision),
+    )
+
+
+def _serving_state(
+    model: Model,
+    observed: Observed,
+    settings: OperatorSettings,
+    verified: Weights | None,
+    plan: Plan,
+) -> ServingState:
+    """Apply the Deployment for the verified weights (else keep what it serves) and judge it."""
+    serving = model.spec.serving
+    if serving is None:
+        return ServingState(False, True, (Reason.CACHE_ONLY, "no serving: weights cached only"))
+    served_path = _annotation(observed.deployment, MODEL_PATH_ANNOTATION)
+    served_revision = _annotation(observed.deployment, REVISION_ANNOTATION) or ""
+    # Prepare, then swap: until the new revision verifies, the Deployment keeps its path.
+    target = verified or (Weights(served_path, served_revision) if served_path else None)
+    if target is None:
+        return ServingState(False, False, (Reason.PENDING, "waiting for verified weights"))
+    deployment = build_deployment(
+        model,
+        settings=settings,
+        model_path=target.path,
+        revision=target.revision,
+        claim_name=weights_claim_name(model),
+    )
+    service = build_service(model)
+    for desired, existing in ((deployment, observed.deployment), (service, observed.service)):
+        if _needs_apply(desired, existing):
+            plan.apply.append(desired)
+    live = observed.deployment or {}
+    live_status = live.get("status", {})
+    current = not _needs_apply(deployment, observed.deployment) and live_status.get(
+        "observedGeneration", 0
+    ) >= live.get("metadata", {}).get("generation", 1)
+    ready = int(live_status.get("readyReplicas") or 0)
+    updated = int(live_status.get("updatedReplicas") or 0)
+    total = int(live_status.get("replicas") or 0)
+    rolled_out = current and updated == serving.replicas == total
+    previous_active = model.status.serving.active_revision if model.status.serving else None
+    status = {
+        "replicas": total,
+        "readyReplicas": ready,
+        "updatedReplicas": updated,
+        "endpoint": serving_endpoint(model),
+        "activeRevision": served_revision if rolled_out else previous_active or served_revision,
+    }
+    if serving.replicas == 0:
+        return ServingState(
+            False, True, (Reason.STOPPED, "replicas is 0: serving is stopped"), status
+        )
+    if rolled_out and ready >= serving.replicas:
+        return ServingState(True, True, (Reason.SERVING, f"{ready}/{total} replicas ready"), status)
+    problem = _serving_problem(observed)
+    if problem is None and verified is not None and served_path and served_path != verified.path:
+        problem = (
+            Reason.ROLLING_OUT,
+            f"rolling out revision {verified.revision}: {updated}/{serving.replicas} updated,"
+            f" {ready} ready",
+        )
+    verdict = problem or (Reason.WAITING_FOR_REPLICAS, f"{ready}/{serving.replicas} replicas ready")
+    stalled = verdict if verdict[0] in STALLED_REASONS else None
+    # During a rollout the old pods still serve: Serving says whether any pod does.
+    return ServingState(ready > 0, False, verdict, status, stalled)
+
+
+def _transition_events(
+    before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> list[tuple[str, str, str]]:
+    """(type, reason, message) for each condition that changed status or reason."""
+    previous = {c["type"]: (c.get("status"), c.get("reason")) for c in before}
+    events = []
+    for c in after:
+        # Reconciling mirrors Ready, and a Stalled=False needs no announcement.
+        if c["type"] == ConditionType.RECONCILING or (
+            c["type"] == ConditionType.STALLED and c["status"] == "False"
+        ):
+            continue
+        if previous.get(c["type"]) != (c["status"], c["reason"]):
+            warning = c["reason"] in STALLED_REASONS or c["reason"] == Reason.UNSCHEDULABLE
+            events.append(
+                (
+                    "Warning" if warning else "Normal",
+                    c["reason"],
+                    f"{c['type']}={c['status']}: {c['message']}",
+                )
+            )
+    return events
+
+
+def decide(model: Model, observed: Observed, settings: OperatorSettings, now: str) -> Plan:
+    """The children to create or apply and the status to write, from observed state alone."""
+    plan = Plan()
+    previous: dict[str, Any] = model.status.to_wire()
+    if needs_weights_claim(model) and observed.claim is None and observed.config_error is None:
+        plan.create.append(
+            build_weights_claim(model, model.spec.storage.size or DEFAULT_CLAIM_SIZE)
+        )
+    weights = _weights_state(model, observed, settings, plan)
+    serving = _serving_state(model, observed, settings, weights.verified, plan)
+    stalled = weights.stalled or serving.stalled
+    ready = weights.downloaded and serving.ready and stalled is None
+
+    conditions: list[dict[str, Any]] = [dict(c) for c in previous.get("conditions", [])]
+
+    def put(type_: ConditionType, ok: bool, verdict: Verdict) -> None:
+        nonlocal conditions
+        conditions = set_condition(
+            conditions, type_, ok, *verdict, generation=model.metadata.generation, now=now
+        )
+
+    put(ConditionType.DOWNLOADED, weights.downloaded, weights.verdict)
+    put(ConditionType.SERVING, serving.ok, serving.verdict)
+    blocking = stalled or (serving.verdict if weights.downloaded else weights.verdict)
+    put(ConditionType.READY, ready, (Reason.READY, "weights verified") if ready else blocking)
+    put(ConditionType.STALLED, stalled is not None, stalled or (Reason.READY, ""))
+    put(
+        ConditionType.RECONCILING,
+        not ready and stalled is None,
+        (Reason.READY, "") if ready or stalled else blocking,
+    )
+
+    revisions = [dict(r) for r in previous.get("revisions", [])]
+    if weights.verified and all(r.get("path") != weights.verified.path for r in revisions):
+        revisions.insert(
+            0,
+            {
+                "revision": weights.verified.revision,
+                "path": weights.verified.path,
+                "downloadedAt": now,
+            },
+        )
+    download = weights.download_status or dict(previous.get("download") or {})
+    resolved = (
+        (weights.verified.revision if weights.verified else None)
+        or download.get("revision")
+        or previous.get("resolvedRevision")
+    )
+    desired_replicas = model.spec.serving.replicas if model.spec.serving else None
+    status: dict[str, Any] = {
+        "observedGeneration": model.metadata.generation,
+        "conditions": conditions,
+        "resolvedRevision": resolved,
+        "modelPath": weights.verified.path if weights.verified else previous.get("modelPath"),
+        "revisions": revisions[: model.spec.storage.keep_revisions],
+        "serving": serving.status,
+        "summary": {
+            "revision": _short(resolved),
+            "progress": _progress_text(download, weights.downloaded),
+            "replicas": f"{serving.status['readyReplicas']}/{desired_replicas}"
+            if serving.status is not None
+            else None,
+        },
+    }
+    if weights.download_status:
+        status["download"] = weights.download_status
+    plan.status = {k: v for k, v in status.items() if v is not None or k in previous}
+    plan.events = _transition_events(previous.get("conditions", []), conditions)
+    if observed.config_error is not None:
+        plan.requeue_after = 30.0
+    return plan
+
+
+def status_changed(model_body: Manifest, status: dict[str, Any]) -> bool:
+    """Whether writing ``status`` would change anything."""
+    current = model_body.get("status") or {}
+    return any(current.get(k) != v for k, v in status.items())
+
+
+# -- act -------------------------------------------------------------------------------------
+def parse_model(body: Manifest) -> Model:
+    """The typed Model, or InvalidSpec."""
+    return Model.model_validate(body)
+
+
+def reconcile(kube: Kube, body: Manifest, settings: OperatorSettings, emit: Any) -> float | None:
+    """One level-based reconcile of the Model ``body``; returns a requeue delay, if any."""
+    meta = body["metadata"]
+    try:
+        model = parse_model(body)
+    except ValidationError as error:
+        message = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5]
+        )
+        conditions = set_condition(
+            list(body.get("status", {}).get("conditions", [])),
+            ConditionType.STALLED,
+            True,
+            Reason.INVALID_SPEC,
+            message,
+            generation=meta.get("generation"),
+            now=now_text(),
+        )
+        status = {"observedGeneration": meta.get("generation"), "conditions": conditions}
+        if status_changed(body, status):
+            kube.patch_status(MODEL, meta["namespace"], meta["name"], status)
+            emit(body, "Warning", Reason.INVALID_SPEC, message)
+        return None
+    observed = observe(kube, model)
+    plan = decide(model, observed, settings, now_text())
+    if any(m["kind"] == "Job" for m in plan.create):
+        JOB_IDENTITIES.ensure(kube, settings, meta["namespace"])
+    for manifest in plan.create:
+        try:
+            kube.create(resource_of(manifest), meta["namespace"], manifest)
+        except ApiException as error:
+            if error.status != 409:  # 409: it exists already, which is what we wanted
+                raise
+    for manifest in plan.apply:
+        kube.apply(manifest)
+    for job in plan.delete_jobs:
+        kube.delete(JOB, meta["namespace"], job)
+    if status_changed(body, plan.status):
+        kube.patch_status(MODEL, meta["namespace"], meta["name"], plan.status)
+    for event_type, reason, message in plan.events:
+        emit(body, event_type, reason, message)
+    return plan.requeue_after

@@ -1,0 +1,179 @@
+"""The kopf operator: settings in one startup handler, one worker per Model, wake-ups from
+the Model's own events and from its children's.
+
+Each Model has one long-lived worker (a kopf daemon) that runs the level-based reconcile
+whenever something about the Model changes, and at least every ``resync_seconds`` to catch
+drift. Failed reconciles back off exponentially, capped at ``retry_max_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from modelfleet.api.v1alpha1 import GROUP, VERSION
+from modelfleet.builders.common import MANAGED_BY, MODEL_LABEL
+from modelfleet.handlers import model as model_reconciler
+from modelfleet.handlers.events import EventRecorder
+from modelfleet.handlers.kube import Kube
+from modelfleet.settings import OperatorSettings, get_settings
+
+LOG = logging.getLogger(__name__)
+
+ANNOTATION_PREFIX = "modelfleet.io"
+FINALIZER = "modelfleet.io/finalizer"
+# Let several events that arrive together cause one reconcile.
+DEBOUNCE_SECONDS = 0.2
+MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+class Wakeups:
+    """One asyncio.Event per Model, set when anything about that Model changes."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+
+    def event(self, namespace: str, name: str) -> asyncio.Event:
+        """The wake-up event of a Model."""
+        return self._events[f"{namespace}/{name}"]
+
+    def wake(self, namespace: str | None, name: str | None) -> None:
+        """Wake the worker of a Model, if it has one."""
+        if namespace and name:
+            self._events[f"{namespace}/{name}"].set()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the event of a deleted Model."""
+        self._events.pop(f"{namespace}/{name}", None)
+
+
+class Runtime:
+    """What the handlers share: settings, the API client, the event recorder."""
+
+    def __init__(self, settings: OperatorSettings, api: client.ApiClient) -> None:
+        self.settings = settings
+        self.kube = Kube(api, timeout=settings.request_timeout_seconds)
+        self.emit = EventRecorder(self.kube)
+        self.wakeups = Wakeups()
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """The runtime created at startup."""
+    if _runtime is None:
+        raise RuntimeError("the operator has not started")
+    return _runtime
+
+
+def _api_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """All kopf settings in one place, from modelfleet's own settings."""
+    global _runtime  # noqa: PLW0603 - one runtime per process, made when kopf starts
+    ours = get_settings()
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.watching.server_timeout = ours.watch_timeout_seconds
+    settings.watching.client_timeout = ours.watch_timeout_seconds + 30
+    settings.watching.connect_timeout = ours.request_timeout_seconds
+    settings.networking.request_timeout = ours.request_timeout_seconds
+    # modelfleet posts its own Events, one per condition transition; kopf's per-log-line
+    # Events would be noise and writes.
+    settings.posting.enabled = False
+    settings.peering.name = ours.peering_name
+    settings.peering.standalone = ours.standalone
+    settings.peering.mandatory = not ours.standalone
+    settings.execution.max_workers = ours.max_workers
+    # One line per handled event is noise at scale; keep warnings and errors.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    _runtime = Runtime(ours, _api_client())
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    """Log in the way the kubernetes client does: in-cluster, else KUBECONFIG."""
+    return kopf.login_via_client(logger=LOG, settings=settings)
+
+
+def _plain(body: Any) -> dict[str, Any]:
+    """A deep, plain copy of a kopf body view."""
+    result: dict[str, Any] = json.loads(json.dumps(body, default=dict))
+    return result
+
+
+def _reconcile_once(body: dict[str, Any]) -> float | None:
+    rt = runtime()
+    return model_reconciler.reconcile(rt.kube, body, rt.settings, rt.emit)
+
+
+@kopf.daemon(GROUP, VERSION, "models", cancellation_timeout=5.0)
+async def model_worker(
+    body: kopf.Body, name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    """Reconcile one Model whenever it or a child changes, and at least every resync period."""
+    rt = runtime()
+    namespace = namespace or ""
+    wake = rt.wakeups.event(namespace, name)
+    loop = asyncio.get_running_loop()
+    failures = 0
+    try:
+        while not stopped:
+            wake.clear()
+            try:
+                delay = await loop.run_in_executor(None, _reconcile_once, _plain(body))
+                failures = 0
+            except (ApiException, HTTPError, OSError) as error:
+                failures += 1
+                delay = min(rt.settings.retry_max_seconds, 2.0 ** min(failures, 12))
+                LOG.warning(
+                    "reconcile of %s/%s failed (%s); retry in %.0fs", namespace, name, error, delay
+                )
+            timeout = min(delay or rt.settings.resync_seconds, rt.settings.resync_seconds)
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=timeout)
+                await asyncio.sleep(DEBOUNCE_SECONDS)
+            except TimeoutError:
+                pass
+    finally:
+        if stopped.reason is not None and stopped.reason.name == "DONE":
+            rt.wakeups.forget(namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, "models")
+def model_changed(name: str, namespace: str | None, **_: Any) -> None:
+    """Wake the Model's worker on any change of the Model."""
+    runtime().wakeups.wake(namespace, name)
+
+
+def _wake_owner(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+    runtime().wakeups.wake(namespace, labels.get(MODEL_LABEL))
+
+
+for _group, _version, _plural in (
+    ("batch", "v1", "jobs"),
+    ("apps", "v1", "deployments"),
+    ("", "v1", "pods"),
+):
+    kopf.on.event(_group, _version, _plural, labels=MANAGED)(_wake_owner)

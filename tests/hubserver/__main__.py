@@ -1,0 +1,41 @@
+"""Serve the demo repositories on 127.0.0.1: `python -m tests.hubserver --port 18765`.
+
+``modelfleet-test/tiny-llama`` has two commits: ``main`` and the branch ``v2`` (different
+random weights), so a revision change can be tried by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from tests.hubserver.repos import tiny_model_files
+from tests.hubserver.server import HubServer
+
+DEMO_REPO = "modelfleet-test/tiny-llama"
+
+
+def demo_hub(port: int) -> HubServer:
+    """A started hub with the demo repository."""
+    hub = HubServer().start(port)
+    hub.add_repo(DEMO_REPO, tiny_model_files(seed=0))
+    hub.add_commit(DEMO_REPO, tiny_model_files(seed=1), branches=("v2",))
+    return hub
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=18765)
+    args = parser.parse_args()
+    hub = demo_hub(args.port)
+    print(f"serving {DEMO_REPO} at {hub.endpoint}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    hub.stop()
+
+
+if __name__ == "__main__":
+    main()
