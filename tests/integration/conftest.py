@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.support.cluster import REPO_ROOT, TestCluster
+from tests.hubserver.__main__ import demo_hub
+from tests.hubserver.server import HubServer
+from tests.support.cluster import REPO_ROOT, TestCluster, tool_path
+from tests.support.operator import OperatorProcess
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +70,62 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
         yield name
     finally:
         core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: TestCluster) -> None:
+    """The CRDs from crds/, applied server-side (idempotent)."""
+    subprocess.run(
+        [
+            tool_path("kubectl"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(REPO_ROOT / "crds"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            tool_path("kubectl"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "wait",
+            "--for=condition=Established",
+            "crd/models.modelfleet.io",
+            "crd/finetunejobs.modelfleet.io",
+            "--timeout=60s",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def model_hub() -> Iterator[HubServer]:
+    """A Hugging Face protocol hub on 127.0.0.1 with the tiny demo repository (main, v2)."""
+    hub = demo_hub(port=0)
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: TestCluster, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator, running for the whole session with admin credentials."""
+    if not cluster.local:
+        pytest.skip("the lifecycle tests execute Jobs locally; run them on the local cluster")
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(cluster.kubeconfig, log).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        print(f"operator log: {log}")

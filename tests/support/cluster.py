@@ -41,3 +41,24 @@ def wait_for(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}; last: {last!r}")
+
+
+def tool_path(name: str) -> str:
+    """A control-plane tool built by hack/build-tools.sh (kubectl, helm...), else from PATH."""
+    import shutil
+    import subprocess
+
+    dirs = subprocess.run(
+        ["bash", str(REPO_ROOT / "hack/build-tools.sh"), "--print"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for directory in dirs:
+        candidate = Path(directory) / name
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise AssertionError(f"{name} not found: run hack/build-tools.sh")
+    return found

@@ -1,0 +1,80 @@
+"""Run the operator as a real process against the test cluster, and stop or kill it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.cluster import wait_for
+
+
+class OperatorProcess:
+    """`modelfleet run` in a subprocess, logging to a file."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        """Start the operator and wait for its liveness endpoint."""
+        port = self.env.get("MODELFLEET_HEALTH_PORT", "18081")
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "MODELFLEET_RESYNC_SECONDS": "30",
+            "MODELFLEET_HEALTH_PORT": port,
+            **self.env,
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "modelfleet.cli.main", "run"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        import urllib.request
+
+        def healthy() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"operator exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(healthy, timeout=60, message="the operator's liveness endpoint")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a node failure or OOM would."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM and wait; SIGKILL after 15 s."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> None:
+        """Kill and start again."""
+        self.kill()
+        time.sleep(0.5)
+        self.start()
+
+    def logs(self) -> str:
+        """Everything the operator logged so far."""
+        return self.log_path.read_text(errors="replace")
