@@ -223,11 +223,14 @@ class DevCluster:
             return None
         return pid
 
-    def down(self, binaries: Binaries) -> None:
-        """Stop the agent and every process of the cluster; remove its state."""
-        pid = self._agent_pid()
-        if pid is not None:
-            os.killpg(pid, signal.SIGTERM)
+    def stop_processes(self) -> None:
+        """Stop every background process recorded in the state dir (agent, demo hub, operator)."""
+        for pid_file in self.state_dir.glob("*.pid"):
+            try:
+                pid = int(pid_file.read_text())
+                os.killpg(pid, signal.SIGTERM)
+            except (ValueError, ProcessLookupError, PermissionError):
+                continue
             for _ in range(50):
                 try:
                     os.kill(pid, 0)
@@ -236,6 +239,10 @@ class DevCluster:
                 time.sleep(0.1)
             else:
                 os.killpg(pid, signal.SIGKILL)
+
+    def down(self, binaries: Binaries) -> None:
+        """Stop the background processes and every process of the cluster; remove its state."""
+        self.stop_processes()
         subprocess.run(
             [str(binaries.kwokctl), "delete", "cluster", "--name", self.name],
             env=self._env(binaries),

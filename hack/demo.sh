@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The main job, from a fresh clone: build (once) and start the local control plane with
+# simulated GPU nodes, install the CRDs, start a local Hugging Face protocol hub with a tiny
+# model and the operator, then apply examples/model-tiny.yaml and wait until it is Ready.
+#
+# Everything keeps running afterwards (try `kubectl get mfm`); stop it all with
+#   bash hack/cluster.sh down
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source hack/versions.sh
+
+bash hack/cluster.sh up
+state=$MODELFLEET_CACHE/clusters/modelfleet
+export KUBECONFIG=$state/kubeconfig
+export PATH=$K8S_BIN:$PWD/.venv/bin:$PATH
+
+echo "== CRDs"
+kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
+kubectl wait --for=condition=Established crd/models.modelfleet.io crd/finetunejobs.modelfleet.io --timeout=60s >/dev/null
+
+# Start a background process once; its pid goes where `hack/cluster.sh down` finds it.
+start_once() {
+  local name=$1; shift
+  local pid_file=$state/$name.pid
+  if [[ -f $pid_file ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    echo "== $name already running"
+    return
+  fi
+  echo "== starting $name (log: $state/$name.log)"
+  setsid "$@" >"$state/$name.log" 2>&1 < /dev/null &
+  echo $! >"$pid_file"
+}
+
+start_once hub .venv/bin/python -m tests.hubserver --port 18765
+start_once operator .venv/bin/modelfleet run
+
+echo "== applying examples/model-tiny.yaml"
+kubectl apply -f examples/model-tiny.yaml
+started=$SECONDS
+kubectl wait --for=condition=Ready model/tiny --timeout=300s
+echo "== Ready after $((SECONDS - started))s"
+kubectl get mfm
+kubectl get deployment,pods -l modelfleet.io/model=tiny -o wide
+echo
+echo "export KUBECONFIG=$KUBECONFIG   # then: kubectl get mfm; kubectl describe mfm tiny"
+echo "stop everything: bash hack/cluster.sh down"
