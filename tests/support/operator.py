@@ -29,6 +29,7 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "MODELFLEET_RESYNC_SECONDS": "30",
             "MODELFLEET_HEALTH_PORT": port,
+            "MODELFLEET_METRICS_PORT": str(int(port) + 1000),
             **self.env,
         }
         log = self.log_path.open("ab")

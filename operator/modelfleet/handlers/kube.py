@@ -14,6 +14,8 @@ from urllib.parse import quote
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from modelfleet.metrics import API_ERRORS, API_REQUESTS
+
 FIELD_MANAGER = "modelfleet"
 
 Manifest = dict[str, Any]
@@ -73,6 +75,16 @@ def resource_of(manifest: Manifest) -> Resource:
     return _BY_KIND[manifest["kind"]]
 
 
+def _resource_label(path: str) -> str:
+    """The resource (and subresource) a REST path addresses, for metric labels."""
+    parts = [p for p in path.split("/") if p]
+    if "namespaces" in parts and parts.index("namespaces") + 2 < len(parts):
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[2:] if parts[0] == "api" else parts[3:]
+    return parts[0] + (f"/{parts[2]}" if len(parts) > 2 else "") if parts else "unknown"
+
+
 class Kube:
     """Synchronous requests returning decoded JSON; 404 on reads becomes None."""
 
@@ -105,7 +117,10 @@ class Kube:
             method_, url, header_params=headers_, body=body_, _request_timeout=self.timeout
         )
         data = response.read()
+        resource = _resource_label(path)
+        API_REQUESTS.labels(method, resource).inc()
         if not 200 <= response.status < 300:
+            API_ERRORS.labels(method, resource, str(response.status)).inc()
             raise ApiException(status=response.status, reason=response.reason, http_resp=response)
         return json.loads(data) if data else None
 

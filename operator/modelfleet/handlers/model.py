@@ -59,6 +59,13 @@ from modelfleet.handlers.kube import (
     Manifest,
     resource_of,
 )
+from modelfleet.metrics import (
+    DOWNLOAD_BYTES,
+    DOWNLOAD_DURATION,
+    DOWNLOAD_FAILURES,
+    MODEL_CONDITIONS,
+    ROLLOUT_DURATION,
+)
 from modelfleet.settings import OperatorSettings
 
 LOG = logging.getLogger(__name__)
@@ -501,6 +508,45 @@ def status_changed(model_body: Manifest, status: dict[str, Any]) -> bool:
     return any(current.get(k) != v for k, v in status.items())
 
 
+# -- metrics ---------------------------------------------------------------------------------
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return (datetime.strptime(end, fmt) - datetime.strptime(start, fmt)).total_seconds()
+
+
+def record_metrics(body: Manifest, plan: Plan) -> None:
+    """Update the Prometheus metrics from a reconcile's outcome and its transitions."""
+    meta = body["metadata"]
+    before = {c["type"]: c for c in (body.get("status") or {}).get("conditions", [])}
+    after = {c["type"]: c for c in plan.status.get("conditions", [])}
+    ready = after.get(ConditionType.READY, {})
+    MODEL_CONDITIONS.set(
+        f"{meta['namespace']}/{meta['name']}",
+        ready.get("status", "Unknown"),
+        ready.get("reason", ""),
+    )
+    downloaded_before = before.get(ConditionType.DOWNLOADED, {})
+    downloaded = after.get(ConditionType.DOWNLOADED, {})
+    if downloaded_before.get("reason") != downloaded.get("reason"):
+        download = (body.get("status") or {}).get("download") or {}
+        if downloaded.get("status") == "True":
+            DOWNLOAD_BYTES.inc(download.get("bytesTotal") or 0)
+            took = _seconds_between(download.get("startTime"), download.get("completionTime"))
+            if took is not None:
+                DOWNLOAD_DURATION.observe(took)
+        elif downloaded.get("reason") in STALLED_REASONS:
+            DOWNLOAD_FAILURES.labels(downloaded["reason"]).inc()
+    serving_before = before.get(ConditionType.SERVING, {})
+    if serving_before.get("reason") == Reason.ROLLING_OUT and ready.get("status") == "True":
+        took = _seconds_between(
+            downloaded.get("lastTransitionTime"), ready.get("lastTransitionTime")
+        )
+        if took is not None:
+            ROLLOUT_DURATION.observe(took)
+
+
 # -- act -------------------------------------------------------------------------------------
 def parse_model(body: Manifest) -> Model:
     """The typed Model, or InvalidSpec."""
@@ -532,6 +578,7 @@ def reconcile(kube: Kube, body: Manifest, settings: OperatorSettings, emit: Any)
         return None
     observed = observe(kube, model)
     plan = decide(model, observed, settings, now_text())
+    record_metrics(body, plan)
     if any(m["kind"] == "Job" for m in plan.create):
         JOB_IDENTITIES.ensure(kube, settings, meta["namespace"])
     for manifest in plan.create:

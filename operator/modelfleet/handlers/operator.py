@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -19,11 +20,13 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from modelfleet import metrics
 from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.builders.common import MANAGED_BY, MODEL_LABEL
 from modelfleet.handlers import model as model_reconciler
 from modelfleet.handlers.events import EventRecorder
 from modelfleet.handlers.kube import Kube
+from modelfleet.metrics import MODEL_CONDITIONS, RECONCILE_DURATION, RECONCILES
 from modelfleet.settings import OperatorSettings, get_settings
 
 LOG = logging.getLogger(__name__)
@@ -109,6 +112,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # One line per handled event is noise at scale; keep warnings and errors.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     _runtime = Runtime(ours, _api_client())
+    metrics.serve(ours.metrics_port)
 
 
 @kopf.on.login()
@@ -141,15 +145,19 @@ async def model_worker(
     try:
         while not stopped:
             wake.clear()
+            started = time.monotonic()
             try:
                 delay = await loop.run_in_executor(None, _reconcile_once, _plain(body))
                 failures = 0
+                RECONCILES.labels("Model", "success").inc()
             except (ApiException, HTTPError, OSError) as error:
+                RECONCILES.labels("Model", "error").inc()
                 failures += 1
                 delay = min(rt.settings.retry_max_seconds, 2.0 ** min(failures, 12))
                 LOG.warning(
                     "reconcile of %s/%s failed (%s); retry in %.0fs", namespace, name, error, delay
                 )
+            RECONCILE_DURATION.labels("Model").observe(time.monotonic() - started)
             timeout = min(delay or rt.settings.resync_seconds, rt.settings.resync_seconds)
             try:
                 await asyncio.wait_for(wake.wait(), timeout=timeout)
@@ -159,6 +167,7 @@ async def model_worker(
     finally:
         if stopped.reason is not None and stopped.reason.name == "DONE":
             rt.wakeups.forget(namespace, name)
+            MODEL_CONDITIONS.forget(f"{namespace}/{name}")
 
 
 @kopf.on.event(GROUP, VERSION, "models")
