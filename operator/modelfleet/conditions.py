@@ -69,6 +69,7 @@ class Reason(StrEnum):
     BASE_MODEL_NOT_READY = "BaseModelNotReady"
     DATASET_INVALID = "DatasetInvalid"
     OUT_OF_MEMORY = "OutOfMemory"
+    TRAINING_FAILED = "TrainingFailed"
     TRAINING = "Training"
     SUCCEEDED = "Succeeded"
     PROMOTED = "Promoted"

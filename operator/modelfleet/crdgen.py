@@ -191,13 +191,58 @@ def render_crd(kind: CrdKind) -> str:
     return GENERATED_HEADER + body
 
 
+def peering_crds() -> list[dict[str, Any]]:
+    """kopf's peering resources (kopf.dev/v1): with several operator replicas, the replica of
+    the highest priority acts and the others wait."""
+    crds = []
+    for scope, kind, plural in (
+        ("Cluster", "ClusterKopfPeering", "clusterkopfpeerings"),
+        ("Namespaced", "KopfPeering", "kopfpeerings"),
+    ):
+        crds.append(
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {
+                    "name": f"{plural}.kopf.dev",
+                    "labels": {"app.kubernetes.io/part-of": "modelfleet"},
+                },
+                "spec": {
+                    "group": "kopf.dev",
+                    "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+                    "scope": scope,
+                    "versions": [
+                        {
+                            "name": "v1",
+                            "served": True,
+                            "storage": True,
+                            "schema": {
+                                "openAPIV3Schema": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                }
+                            },
+                        }
+                    ],
+                },
+            }
+        )
+    return crds
+
+
+PEERING_FILE = "kopf.dev_peerings.yaml"
+
+
 def crd_outputs(repo_root: Path) -> dict[Path, str]:
     """Every generated file and its expected content: crds/ and the chart's copy."""
+    files = {kind.file_name: render_crd(kind) for kind in KINDS}
+    files[PEERING_FILE] = GENERATED_HEADER + yaml.safe_dump_all(
+        peering_crds(), sort_keys=False, width=100
+    )
     outputs: dict[Path, str] = {}
-    for kind in KINDS:
-        text = render_crd(kind)
+    for name, text in files.items():
         for directory in ("crds", "charts/modelfleet/crds"):
-            outputs[repo_root / directory / kind.file_name] = text
+            outputs[repo_root / directory / name] = text
     return outputs
 
 

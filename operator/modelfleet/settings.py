@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from functools import lru_cache
 
 from pydantic import Field
@@ -40,6 +41,9 @@ class OperatorSettings(BaseSettings):
     """Port of the liveness endpoint."""
     peering_name: str = "modelfleet"
     """Peering object that makes exactly one of several replicas act."""
+    priority: int = Field(default_factory=lambda: random.randint(1, 1_000_000))
+    """Peering priority; the highest acts. Random by default so that replicas never tie (kopf
+    pauses every operator of a tied priority)."""
     standalone: bool = True
     """Run without peering (one replica); the chart turns peering on for several replicas."""
     max_workers: int = 8

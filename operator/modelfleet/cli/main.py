@@ -86,6 +86,7 @@ def run(
         namespaces=namespaces,
         standalone=settings.standalone,
         peering_name=settings.peering_name,
+        priority=settings.priority,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
     )
 
