@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelfleet.api.v1alpha1 import Model
-from modelfleet.api.v1alpha1.model import HuggingFaceSource, ModelScopeSource
+from modelfleet.api.v1alpha1.model import HuggingFaceSource, LoraAdapter, ModelScopeSource
 from modelfleet.builders.common import (
     COMPONENT_LABEL,
     MODEL_LABEL,
@@ -29,6 +29,7 @@ from modelfleet.builders.download import build_download_job, build_verify_job
 from modelfleet.builders.naming import (
     download_job_name,
     download_revision_key,
+    finetune_model_path,
     model_path,
     pvc_model_path,
     serving_name,
@@ -42,12 +43,14 @@ from modelfleet.conditions import (
     STALLED_REASONS,
     ConditionType,
     Reason,
+    find_condition,
     set_condition,
 )
 from modelfleet.handlers.identity import JOB_IDENTITIES
 from modelfleet.handlers.jobs import JobOutcome, job_outcome
 from modelfleet.handlers.kube import (
     DEPLOYMENT,
+    FINETUNE_JOB,
     JOB,
     MODEL,
     POD,
@@ -91,6 +94,8 @@ class Observed:
     deployment: Manifest | None = None
     service: Manifest | None = None
     serving_pods: list[Manifest] = field(default_factory=list)
+    finetune_job: Manifest | None = None
+    finetune_base: Manifest | None = None
 
 
 @dataclass
@@ -117,14 +122,15 @@ def hub_source(model: Model) -> HuggingFaceSource | ModelScopeSource | None:
     return model.spec.source.huggingface or model.spec.source.modelscope
 
 
-def current_job_name(model: Model) -> str:
-    """Name of the download (or verify) Job that serves the Model's spec as it is now."""
+def current_job_name(model: Model) -> str | None:
+    """Name of the download (or verify) Job for the spec as it is now; None for fine-tunes."""
     source = model.spec.source
     if source.pvc is not None:
         return verify_job_name(model, verify_revision_key(model), retry_token(model))
     hub = hub_source(model)
-    revision = hub.revision if hub else ""
-    return download_job_name(model, download_revision_key(model, revision), retry_token(model))
+    if hub is None:
+        return None
+    return download_job_name(model, download_revision_key(model, hub.revision), retry_token(model))
 
 
 # -- observe ---------------------------------------------------------------------------------
@@ -163,8 +169,15 @@ def observe(kube: Kube, model: Model) -> Observed:
             f'StorageClass "{storage_class}" not found',
         )
     observed.claim = kube.get(PVC, namespace, weights_claim_name(model))
+    if model.spec.source.finetune_job is not None:
+        observed.finetune_job = kube.get(
+            FINETUNE_JOB, namespace, model.spec.source.finetune_job.name
+        )
+        base = ((observed.finetune_job or {}).get("spec") or {}).get("baseModel", {}).get("name")
+        if base:
+            observed.finetune_base = kube.get(MODEL, namespace, base)
     job_name = current_job_name(model)
-    for job in kube.list(JOB, namespace, f"{MODEL_LABEL}={name}"):
+    for job in kube.list(JOB, namespace, f"{MODEL_LABEL}={name}"):  # download and verify Jobs
         if job["metadata"]["name"] == job_name:
             observed.job = job
         else:
@@ -182,6 +195,16 @@ def observe(kube: Kube, model: Model) -> Observed:
 
 
 # -- decide ----------------------------------------------------------------------------------
+def base_claim_name(base: Manifest) -> str:
+    """The claim that holds a Model's weights, read from its manifest."""
+    spec = base.get("spec", {})
+    if "pvc" in spec.get("source", {}):
+        return str(spec["source"]["pvc"]["claimName"])
+    return str(
+        spec.get("storage", {}).get("existingClaim") or f"{base['metadata']['name']}-weights"
+    )
+
+
 def _annotation(obj: Manifest | None, key: str) -> str | None:
     if obj is None:
         return None
@@ -241,6 +264,8 @@ class Weights:
 
     path: str
     revision: str
+    lora_adapter_of: str | None = None
+    """A FinetuneJob whose unmerged LoRA adapter is served on top of these (base) weights."""
 
 
 Verdict = tuple[Reason, str]
@@ -299,11 +324,53 @@ def _job_to_create(model: Model, observed: Observed, settings: OperatorSettings)
     )
 
 
+def _finetune_weights(model: Model, observed: Observed, settings: OperatorSettings) -> WeightsState:
+    """The weights of a FinetuneJob: merged_model/, or the base weights plus its lora/."""
+    assert model.spec.source.finetune_job is not None
+    name = model.spec.source.finetune_job.name
+    job = observed.finetune_job
+    if job is None:
+        verdict = (Reason.FINETUNE_JOB_NOT_FOUND, f'FinetuneJob "{name}" not found')
+        return WeightsState(False, verdict, stalled=verdict)
+    conditions = job.get("status", {}).get("conditions", [])
+    failed = find_condition(conditions, ConditionType.FAILED) or {}
+    if failed.get("status") == "True":
+        verdict = (
+            Reason.FINETUNE_NOT_SUCCEEDED,
+            f"FinetuneJob {name} failed ({failed.get('reason')}): {failed.get('message', '')}",
+        )
+        return WeightsState(False, verdict, stalled=verdict)
+    if (find_condition(conditions, ConditionType.SUCCEEDED) or {}).get("status") != "True":
+        return WeightsState(
+            False, (Reason.FINETUNE_NOT_SUCCEEDED, f"waiting for FinetuneJob {name} to succeed")
+        )
+    # A training run is identified by its object: a re-created FinetuneJob is a new revision.
+    revision = str(job["metadata"]["uid"]).replace("-", "")
+    namespace = model.metadata.namespace or ""
+    if job.get("spec", {}).get("merge", True):
+        path = finetune_model_path(settings, namespace, name)
+        return WeightsState(
+            True, (Reason.DOWNLOADED, f"fine-tuned weights at {path}"), Weights(path, revision)
+        )
+    base_path = ((observed.finetune_base or {}).get("status") or {}).get("modelPath")
+    if not base_path:
+        return WeightsState(
+            False, (Reason.BASE_MODEL_NOT_READY, "waiting for the base Model's weights")
+        )
+    return WeightsState(
+        True,
+        (Reason.DOWNLOADED, f"base weights at {base_path} with the LoRA adapter of {name}"),
+        Weights(base_path, revision, lora_adapter_of=name),
+    )
+
+
 def _weights_state(
     model: Model, observed: Observed, settings: OperatorSettings, plan: Plan
 ) -> WeightsState:
     """Judge the current Job (creating it when missing) and find the verified weights."""
     download_status = dict(model.status.to_wire().get("download") or {})
+    if model.spec.source.finetune_job is not None:
+        return _finetune_weights(model, observed, settings)
     if observed.config_error is not None:
         return WeightsState(False, observed.config_error, stalled=observed.config_error)
     if observed.job is None:
@@ -358,6 +425,12 @@ def _serving_state(
     target = verified or (Weights(served_path, served_revision) if served_path else None)
     if target is None:
         return ServingState(False, False, (Reason.PENDING, "waiting for verified weights"))
+    if target.lora_adapter_of is not None:
+        model = model.model_copy(deep=True)
+        assert model.spec.serving is not None
+        model.spec.serving.lora_adapters.append(
+            LoraAdapter(name=target.lora_adapter_of, finetune_job=target.lora_adapter_of)
+        )
     deployment = build_deployment(
         model,
         settings=settings,
@@ -433,6 +506,15 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
     """The children to create or apply and the status to write, from observed state alone."""
     plan = Plan()
     previous: dict[str, Any] = model.status.to_wire()
+    base = observed.finetune_base
+    if (
+        model.spec.source.finetune_job is not None
+        and base
+        and not model.spec.storage.existing_claim
+    ):
+        # Fine-tuned weights live on the base Model's claim.
+        model = model.model_copy(deep=True)
+        model.spec.storage.existing_claim = base_claim_name(base)
     if needs_weights_claim(model) and observed.claim is None and observed.config_error is None:
         plan.create.append(
             build_weights_claim(model, model.spec.storage.size or DEFAULT_CLAIM_SIZE)
@@ -495,6 +577,12 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
     }
     if weights.download_status:
         status["download"] = weights.download_status
+    if observed.finetune_job is not None:
+        status["lineage"] = {
+            "finetuneJob": observed.finetune_job["metadata"]["name"],
+            "baseModel": observed.finetune_job["spec"]["baseModel"]["name"],
+            "baseRevision": (observed.finetune_job.get("status") or {}).get("baseRevision"),
+        }
     plan.status = {k: v for k, v in status.items() if v is not None or k in previous}
     plan.events = _transition_events(previous.get("conditions", []), conditions)
     if observed.config_error is not None:

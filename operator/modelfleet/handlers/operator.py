@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -23,8 +24,10 @@ from urllib3.exceptions import HTTPError
 from modelfleet import metrics
 from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.builders.common import MANAGED_BY, MODEL_LABEL
+from modelfleet.builders.training import FINETUNE_LABEL
 from modelfleet.handlers import model as model_reconciler
 from modelfleet.handlers.events import EventRecorder
+from modelfleet.handlers.finetune import reconcile_finetune
 from modelfleet.handlers.kube import Kube
 from modelfleet.metrics import MODEL_CONDITIONS, RECONCILE_DURATION, RECONCILES
 from modelfleet.settings import OperatorSettings, get_settings
@@ -39,23 +42,23 @@ MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 
 class Wakeups:
-    """One asyncio.Event per Model, set when anything about that Model changes."""
+    """One asyncio.Event per object, set when anything about that object changes."""
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
-    def event(self, namespace: str, name: str) -> asyncio.Event:
-        """The wake-up event of a Model."""
-        return self._events[f"{namespace}/{name}"]
+    def event(self, kind: str, namespace: str, name: str) -> asyncio.Event:
+        """The wake-up event of an object."""
+        return self._events[f"{kind}/{namespace}/{name}"]
 
-    def wake(self, namespace: str | None, name: str | None) -> None:
-        """Wake the worker of a Model, if it has one."""
+    def wake(self, kind: str, namespace: str | None, name: str | None) -> None:
+        """Wake the worker of an object, if it has one."""
         if namespace and name:
-            self._events[f"{namespace}/{name}"].set()
+            self._events[f"{kind}/{namespace}/{name}"].set()
 
-    def forget(self, namespace: str, name: str) -> None:
-        """Drop the event of a deleted Model."""
-        self._events.pop(f"{namespace}/{name}", None)
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """Drop the event of a deleted object."""
+        self._events.pop(f"{kind}/{namespace}/{name}", None)
 
 
 class Runtime:
@@ -127,19 +130,20 @@ def _plain(body: Any) -> dict[str, Any]:
     return result
 
 
-def _reconcile_once(body: dict[str, Any]) -> float | None:
-    rt = runtime()
-    return model_reconciler.reconcile(rt.kube, body, rt.settings, rt.emit)
+Reconciler = Callable[[Kube, dict[str, Any], OperatorSettings, EventRecorder], float | None]
+RECONCILERS: dict[str, Reconciler] = {
+    "Model": model_reconciler.reconcile,
+    "FinetuneJob": reconcile_finetune,
+}
 
 
-@kopf.daemon(GROUP, VERSION, "models", cancellation_timeout=5.0)
-async def model_worker(
-    body: kopf.Body, name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any
+async def _work(
+    kind: str, body: kopf.Body, name: str, namespace: str, stopped: kopf.DaemonStopped
 ) -> None:
-    """Reconcile one Model whenever it or a child changes, and at least every resync period."""
+    """Reconcile one object whenever it or a child changes, and at least every resync period."""
     rt = runtime()
-    namespace = namespace or ""
-    wake = rt.wakeups.event(namespace, name)
+    reconcile = RECONCILERS[kind]
+    wake = rt.wakeups.event(kind, namespace, name)
     loop = asyncio.get_running_loop()
     failures = 0
     try:
@@ -147,17 +151,24 @@ async def model_worker(
             wake.clear()
             started = time.monotonic()
             try:
-                delay = await loop.run_in_executor(None, _reconcile_once, _plain(body))
+                delay = await loop.run_in_executor(
+                    None, reconcile, rt.kube, _plain(body), rt.settings, rt.emit
+                )
                 failures = 0
-                RECONCILES.labels("Model", "success").inc()
+                RECONCILES.labels(kind, "success").inc()
             except (ApiException, HTTPError, OSError) as error:
-                RECONCILES.labels("Model", "error").inc()
+                RECONCILES.labels(kind, "error").inc()
                 failures += 1
                 delay = min(rt.settings.retry_max_seconds, 2.0 ** min(failures, 12))
                 LOG.warning(
-                    "reconcile of %s/%s failed (%s); retry in %.0fs", namespace, name, error, delay
+                    "reconcile of %s %s/%s failed (%s); retry in %.0fs",
+                    kind,
+                    namespace,
+                    name,
+                    error,
+                    delay,
                 )
-            RECONCILE_DURATION.labels("Model").observe(time.monotonic() - started)
+            RECONCILE_DURATION.labels(kind).observe(time.monotonic() - started)
             timeout = min(delay or rt.settings.resync_seconds, rt.settings.resync_seconds)
             try:
                 await asyncio.wait_for(wake.wait(), timeout=timeout)
@@ -166,18 +177,46 @@ async def model_worker(
                 pass
     finally:
         if stopped.reason is not None and stopped.reason.name == "DONE":
-            rt.wakeups.forget(namespace, name)
-            MODEL_CONDITIONS.forget(f"{namespace}/{name}")
+            rt.wakeups.forget(kind, namespace, name)
+            if kind == "Model":
+                MODEL_CONDITIONS.forget(f"{namespace}/{name}")
+
+
+@kopf.daemon(GROUP, VERSION, "models", cancellation_timeout=5.0)
+async def model_worker(
+    body: kopf.Body, name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    """One worker per Model."""
+    await _work("Model", body, name, namespace or "", stopped)
+
+
+@kopf.daemon(GROUP, VERSION, "finetunejobs", cancellation_timeout=5.0)
+async def finetune_worker(
+    body: kopf.Body, name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    """One worker per FinetuneJob."""
+    await _work("FinetuneJob", body, name, namespace or "", stopped)
 
 
 @kopf.on.event(GROUP, VERSION, "models")
 def model_changed(name: str, namespace: str | None, **_: Any) -> None:
     """Wake the Model's worker on any change of the Model."""
-    runtime().wakeups.wake(namespace, name)
+    runtime().wakeups.wake("Model", namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, "finetunejobs")
+def finetune_changed(name: str, namespace: str | None, spec: kopf.Spec, **_: Any) -> None:
+    """Wake the FinetuneJob's worker, and the Model it promotes into (which serves its output)."""
+    wakeups = runtime().wakeups
+    wakeups.wake("FinetuneJob", namespace, name)
+    promote = spec.get("promote") or {}
+    wakeups.wake("Model", namespace, promote.get("modelName"))
 
 
 def _wake_owner(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
-    runtime().wakeups.wake(namespace, labels.get(MODEL_LABEL))
+    wakeups = runtime().wakeups
+    wakeups.wake("Model", namespace, labels.get(MODEL_LABEL))
+    wakeups.wake("FinetuneJob", namespace, labels.get(FINETUNE_LABEL))
 
 
 for _group, _version, _plural in (

@@ -1,0 +1,185 @@
+"""The training Job of a FinetuneJob: ``python -m modelfleet.trainer`` on the base Model's
+volume, with the dataset mounted as a file."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from modelfleet.api.v1alpha1 import API_VERSION, FinetuneJob
+from modelfleet.builders.common import (
+    COMPONENT_LABEL,
+    MANAGED_BY,
+    TMP_PATH,
+    TMP_VOLUME,
+    Manifest,
+    claim_volume,
+    container_security_context,
+    env_var,
+    pod_security_context,
+    stamp_spec_hash,
+    tmp_volume,
+    volume_mount,
+)
+from modelfleet.builders.naming import finetune_output_dir
+from modelfleet.settings import OperatorSettings
+
+FINETUNE_LABEL = "modelfleet.io/finetunejob"
+CONTAINER_NAME = "train"
+TRAINER_COMMAND = ["python", "-m", "modelfleet.trainer"]
+TERMINATION_LOG = "/dev/termination-log"
+EXIT_PERMANENT = 2
+BASE_VOLUME = "base"
+OUTPUT_VOLUME = "output"
+DATASET_VOLUME = "dataset"
+OUTPUT_MOUNT = "/output"
+DATASET_MOUNT = "/dataset"
+DEFAULT_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "1", "memory": "4Gi"},
+    "limits": {"memory": "16Gi"},
+}
+
+
+def training_job_name(job: FinetuneJob) -> str:
+    """The training Job's name: the FinetuneJob's, which is immutable, plus a suffix."""
+    return f"{job.metadata.name[:52]}-train"
+
+
+def finetune_labels(job: FinetuneJob) -> dict[str, str]:
+    """Labels of the training Job and its pod."""
+    return {
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/name": "modelfleet",
+        "app.kubernetes.io/instance": job.metadata.name,
+        COMPONENT_LABEL: "train",
+        FINETUNE_LABEL: job.metadata.name,
+    }
+
+
+def _dataset(job: FinetuneJob) -> tuple[dict[str, Any], str]:
+    """The dataset's volume and the path of the file inside the pod."""
+    dataset = job.spec.dataset
+    if dataset.config_map is not None:
+        volume = {"name": DATASET_VOLUME, "configMap": {"name": dataset.config_map.name}}
+        return volume, f"{DATASET_MOUNT}/{dataset.config_map.key}"
+    if dataset.pvc is not None:
+        volume = claim_volume(dataset.pvc.claim_name, read_only=True) | {"name": DATASET_VOLUME}
+        return volume, f"{DATASET_MOUNT}{dataset.pvc.path}"
+    raise ValueError("only configMap and pvc datasets can be mounted")
+
+
+def build_training_job(
+    job: FinetuneJob,
+    *,
+    settings: OperatorSettings,
+    base_claim: str,
+    base_path: str,
+    base_repo: str,
+    base_revision: str,
+) -> Manifest:
+    """The batch/v1 Job that trains ``job`` on the weights at ``base_path``."""
+    spec = job.spec
+    params = spec.hyperparameters
+    namespace = job.metadata.namespace or ""
+    output_dir = finetune_output_dir(settings, namespace, job.metadata.name).replace(
+        settings.model_root.rstrip("/"), OUTPUT_MOUNT, 1
+    )
+    dataset_volume, dataset_path = _dataset(job)
+    env = [
+        env_var("MODELFLEET_MODEL_PATH", base_path),
+        env_var("MODELFLEET_OUTPUT_DIR", output_dir),
+        env_var("MODELFLEET_DATASET_PATH", dataset_path),
+        env_var("MODELFLEET_METHOD", spec.method),
+        env_var("MODELFLEET_EPOCHS", str(params.epochs)),
+        env_var("MODELFLEET_BATCH_SIZE", str(params.batch_size)),
+        env_var("MODELFLEET_LEARNING_RATE", str(params.learning_rate)),
+        env_var("MODELFLEET_MAX_SEQ_LENGTH", str(params.max_seq_length)),
+        env_var("MODELFLEET_LORA_RANK", str(params.lora_rank)),
+        env_var("MODELFLEET_LORA_ALPHA", str(params.lora_alpha)),
+        env_var("MODELFLEET_LORA_DROPOUT", str(params.lora_dropout)),
+        env_var("MODELFLEET_GRADIENT_ACCUMULATION", str(params.gradient_accumulation)),
+        env_var("MODELFLEET_MERGE", "true" if spec.merge else "false"),
+        env_var("MODELFLEET_BASE_REPO", base_repo),
+        env_var("MODELFLEET_BASE_REVISION", base_revision),
+        env_var("MODELFLEET_STATUS_TARGET", f"{namespace}/{job.metadata.name}"),
+        env_var("MODELFLEET_TERMINATION_LOG", TERMINATION_LOG),
+        env_var("HOME", TMP_PATH),
+        env_var("HF_HOME", f"{TMP_PATH}/hf"),
+        env_var("HF_HUB_OFFLINE", "1"),
+        env_var("TRANSFORMERS_OFFLINE", "1"),
+    ]
+    resources = spec.resources.to_wire() if spec.resources else copy.deepcopy(DEFAULT_RESOURCES)
+    if spec.gpu.count > 0:
+        for bucket in ("limits", "requests"):
+            resources.setdefault(bucket, {})[spec.gpu.resource_name] = str(spec.gpu.count)
+    container = {
+        "name": CONTAINER_NAME,
+        "image": spec.image or settings.trainer_image,
+        "command": list(TRAINER_COMMAND),
+        "env": env,
+        "resources": resources,
+        "securityContext": container_security_context(read_only_root=True),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            # The base weights are read-only; the same claim is mounted again for the output.
+            volume_mount(BASE_VOLUME, settings.model_root, read_only=True),
+            volume_mount(OUTPUT_VOLUME, OUTPUT_MOUNT),
+            volume_mount(DATASET_VOLUME, DATASET_MOUNT, read_only=True),
+            volume_mount(TMP_VOLUME, TMP_PATH),
+        ],
+    }
+    job_spec: dict[str, Any] = {
+        "backoffLimit": spec.retries,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": CONTAINER_NAME,
+                        "operator": "In",
+                        "values": [EXIT_PERMANENT],
+                    },
+                },
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        },
+        "template": {
+            "metadata": {"labels": finetune_labels(job)},
+            "spec": {
+                "restartPolicy": "Never",
+                "serviceAccountName": settings.job_service_account,
+                "securityContext": pod_security_context(),
+                "containers": [container],
+                "volumes": [
+                    claim_volume(base_claim, read_only=True) | {"name": BASE_VOLUME},
+                    claim_volume(base_claim, read_only=False) | {"name": OUTPUT_VOLUME},
+                    dataset_volume,
+                    tmp_volume("8Gi"),
+                ],
+            },
+        },
+    }
+    if spec.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    manifest: Manifest = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": training_job_name(job),
+            "namespace": namespace,
+            "labels": finetune_labels(job),
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "FinetuneJob",
+                    "name": job.metadata.name,
+                    "uid": job.metadata.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": job_spec,
+    }
+    return stamp_spec_hash(manifest)
