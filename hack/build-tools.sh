@@ -102,4 +102,6 @@ build_if_missing "kwokctl $KWOK_VERSION" "$KWOK_BIN/kwokctl" \
   go_install "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION" "$KWOK_BIN" kwokctl
 build_if_missing "helm $HELM_VERSION" "$HELM_BIN/helm" \
   go_install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$HELM_BIN" helm
+build_if_missing "promtool $PROMTOOL_VERSION" "$PROMTOOL_BIN/promtool" \
+  go_install "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" "$PROMTOOL_BIN" promtool
 log "all tools in $MODELFLEET_CACHE/bin"

@@ -14,13 +14,12 @@ ruff format --check operator tests benchmarks
 mypy --strict operator/
 modelfleet crds --check
 
+echo "== control-plane tools (built once into ~/.cache/modelfleet)"
+bash hack/build-tools.sh
+bash hack/build-extra-tools.sh
+
 echo "== unit tests"
 pytest -m unit tests/unit "$@"
 
-if [[ -d tests/integration && -n $(find tests/integration -name 'test_*.py' -print -quit) ]]; then
-  echo "== integration tests"
-  if [[ -z ${MODELFLEET_TEST_KUBECONFIG:-} ]]; then
-    bash hack/build-tools.sh
-  fi
-  pytest -m integration tests/integration "$@"
-fi
+echo "== integration tests"
+pytest -m integration tests/integration "$@"

@@ -1,0 +1,321 @@
+"""The Helm chart, rendered by the pinned helm: lint, pod security, the operator's exact
+permissions, watched-namespace mode, peering, values validation and pinned images."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelfleet.settings import OperatorSettings
+from tests.support.chart import (
+    CHART,
+    CLUSTER_PEERING_RULES,
+    CLUSTER_SCOPED_RULES,
+    NAMESPACED_PEERING_RULES,
+    NAMESPACED_RULES,
+    helm,
+    render_chart,
+    rules_of,
+    values_args,
+)
+
+pytestmark = pytest.mark.unit
+
+DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
+    "ha": {"replicaCount": 2},
+    "namespaced-ha": {"watchNamespaces": ["team-a"], "peering": {"enabled": True}},
+    "monitoring": {
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+        "image": {"digest": "sha256:" + "a" * 64},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "logFormat": "plain",
+        "extraEnv": [{"name": "MODELFLEET_REQUEST_TIMEOUT_SECONDS", "value": "10"}],
+    },
+    "no-rbac-aggregation": {"rbac": {"aggregateToDefaultRoles": False}},
+}
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(objects, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["operator"]
+    container: dict[str, Any] = containers[0]
+    return container
+
+
+def env_of(objects: list[dict[str, Any]]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in operator_container(objects)["env"]}
+
+
+def operator_cluster_role(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    binding = one(objects, "ClusterRoleBinding")
+    name = binding["roleRef"]["name"]
+    return next(o for o in by_kind(objects, "ClusterRole") if o["metadata"]["name"] == name)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    directory = tmp_path_factory.mktemp("chart")
+    return {name: render_chart(values, directory) for name, values in VALUE_SETS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_helm_lint_strict(name: str, tmp_path: Path) -> None:
+    result = helm("lint", "--strict", str(CHART), *values_args(VALUE_SETS[name], tmp_path))
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_operator_pod_is_locked_down(name: str, rendered: dict[str, Any]) -> None:
+    objects = rendered[name]
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = operator_container(objects)
+    security = container["securityContext"]
+    assert security["runAsUser"] == 65532
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    # A read-only root needs a writable /tmp for Python and the kubernetes client.
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_probes_hit_the_operators_health_endpoint(rendered: dict[str, Any]) -> None:
+    objects = rendered["defaults"]
+    container = operator_container(objects)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    settings = OperatorSettings()
+    assert ports == {"health": settings.health_port, "metrics": settings.metrics_port}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    env = env_of(objects)
+    assert env["MODELFLEET_HEALTH_PORT"] == str(settings.health_port)
+    assert env["MODELFLEET_METRICS_PORT"] == str(settings.metrics_port)
+    service = next(
+        s for s in by_kind(objects, "Service") if s["metadata"]["name"].endswith("-metrics")
+    )
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_every_modelfleet_variable_is_an_operator_setting(
+    name: str, rendered: dict[str, Any]
+) -> None:
+    """A misspelt MODELFLEET_ variable would be silently ignored by pydantic-settings."""
+    fields = {f"MODELFLEET_{field.upper()}" for field in OperatorSettings.model_fields}
+    names = {n for n in env_of(rendered[name]) if n.startswith("MODELFLEET_")}
+    assert names <= fields, names - fields
+    # ...and the operator parses what the chart writes.
+    env = {k: v for k, v in env_of(rendered[name]).items() if k.startswith("MODELFLEET_")}
+    settings = OperatorSettings(
+        **{k.removeprefix("MODELFLEET_").lower(): _parse(v) for k, v in env.items()}
+    )
+    assert settings.namespaces == VALUE_SETS[name].get("watchNamespaces", [])
+
+
+def _parse(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def test_default_images_are_the_operators_defaults(rendered: dict[str, Any]) -> None:
+    env = env_of(rendered["defaults"])
+    settings = OperatorSettings()
+    assert env["MODELFLEET_DOWNLOADER_IMAGE"] == settings.downloader_image
+    assert env["MODELFLEET_TRAINER_IMAGE"] == settings.trainer_image
+    assert env["MODELFLEET_VLLM_IMAGE"] == settings.vllm_image
+    assert env["MODELFLEET_JOB_SERVICE_ACCOUNT"] == settings.job_service_account
+    assert env["MODELFLEET_VLLM_IMAGE"].startswith("vllm/vllm-openai:v")
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_no_floating_image_tags(name: str, rendered: dict[str, Any]) -> None:
+    objects = rendered[name]
+    env = env_of(objects)
+    images = [operator_container(objects)["image"]] + [
+        env[k]
+        for k in (
+            "MODELFLEET_DOWNLOADER_IMAGE",
+            "MODELFLEET_TRAINER_IMAGE",
+            "MODELFLEET_VLLM_IMAGE",
+        )
+    ]
+    for image in images:
+        if "@sha256:" in image:
+            assert re.fullmatch(r"[^@]+@sha256:[0-9a-f]{64}", image), image
+            continue
+        repository, _, tag = image.rpartition(":")
+        assert repository and "/" not in tag, f"{image} has no tag"
+        assert tag != "latest", image
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_no_wildcard_in_any_rbac_rule(name: str, rendered: dict[str, Any]) -> None:
+    for role in by_kind(rendered[name], "ClusterRole") + by_kind(rendered[name], "Role"):
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                assert not any("*" in item for item in rule.get(field, [])), (
+                    role["metadata"],
+                    rule,
+                )
+            assert "nonResourceURLs" not in rule
+
+
+def test_cluster_role_grants_exactly_the_operators_verbs(rendered: dict[str, Any]) -> None:
+    role = operator_cluster_role(rendered["defaults"])
+    assert rules_of(role["rules"]) == NAMESPACED_RULES | CLUSTER_SCOPED_RULES
+    assert not by_kind(rendered["defaults"], "Role")
+    binding = one(rendered["defaults"], "ClusterRoleBinding")
+    account = one(rendered["defaults"], "ServiceAccount")["metadata"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": "modelfleet-system"}
+    ]
+    pod = one(rendered["defaults"], "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["name"]
+
+
+def test_watch_namespaces_renders_a_role_per_namespace(rendered: dict[str, Any]) -> None:
+    objects = rendered["namespaced"]
+    assert rules_of(operator_cluster_role(objects)["rules"]) == CLUSTER_SCOPED_RULES
+    roles = by_kind(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    for role in roles:
+        assert rules_of(role["rules"]) == NAMESPACED_RULES
+    bindings = by_kind(objects, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for binding in bindings:
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": roles[0]["metadata"]["name"],
+        }
+        assert binding["subjects"][0]["namespace"] == "modelfleet-system"
+    assert json.loads(env_of(objects)["MODELFLEET_NAMESPACES"]) == ["team-a", "team-b"]
+
+
+def test_one_replica_runs_standalone_and_is_replaced_not_surged(rendered: dict[str, Any]) -> None:
+    objects = rendered["defaults"]
+    env = env_of(objects)
+    assert env["MODELFLEET_STANDALONE"] == "true"
+    assert json.loads(env["MODELFLEET_NAMESPACES"]) == []
+    assert one(objects, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [o for o in objects if "kopf" in o["apiVersion"] or "kopf" in o["metadata"]["name"]]
+
+
+def test_several_replicas_turn_peering_on(rendered: dict[str, Any]) -> None:
+    objects = rendered["ha"]
+    env = env_of(objects)
+    assert env["MODELFLEET_STANDALONE"] == "false"
+    assert env["MODELFLEET_PEERING_NAME"] == DEFAULTS["peering"]["name"]
+    assert one(objects, "Deployment")["spec"]["replicas"] == 2
+    assert one(objects, "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+    # The peering CRDs come from crds/ (generated), never from templates.
+    assert not by_kind(objects, "CustomResourceDefinition")
+    peering = one(objects, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == DEFAULTS["peering"]["name"]
+    role = rules_of(operator_cluster_role(objects)["rules"])
+    assert role == NAMESPACED_RULES | CLUSTER_SCOPED_RULES | CLUSTER_PEERING_RULES
+
+
+def test_namespaced_peering_uses_kopfpeerings_in_each_namespace(rendered: dict[str, Any]) -> None:
+    objects = rendered["namespaced-ha"]
+    assert [p["metadata"]["namespace"] for p in by_kind(objects, "KopfPeering")] == ["team-a"]
+    assert not by_kind(objects, "ClusterKopfPeering")
+    assert rules_of(one(objects, "Role")["rules"]) == NAMESPACED_RULES | NAMESPACED_PEERING_RULES
+    assert rules_of(operator_cluster_role(objects)["rules"]) == CLUSTER_SCOPED_RULES
+
+
+def test_service_monitor_scrapes_the_metrics_port(rendered: dict[str, Any]) -> None:
+    assert not by_kind(rendered["defaults"], "ServiceMonitor")
+    monitor = one(rendered["monitoring"], "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    container = operator_container(rendered["monitoring"])
+    assert container["image"] == "ghcr.io/modelfleet/operator@sha256:" + "a" * 64
+    assert container["args"] == ["run", "--log-format=plain"]
+    pod = one(rendered["monitoring"], "Deployment")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["tolerations"][0]["key"] == "dedicated"
+    assert env_of(rendered["monitoring"])["MODELFLEET_REQUEST_TIMEOUT_SECONDS"] == "10"
+
+
+def test_users_get_models_through_the_default_roles(rendered: dict[str, Any]) -> None:
+    roles = {r["metadata"]["name"]: r for r in by_kind(rendered["defaults"], "ClusterRole")}
+    edit, view = roles["mf-modelfleet-edit"], roles["mf-modelfleet-view"]
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert rules_of(view["rules"])[("modelfleet.io", "models")] == {"get", "list", "watch"}
+    assert len(by_kind(rendered["no-rbac-aggregation"], "ClusterRole")) == 1
+
+
+def test_crds_come_from_the_generated_copy(tmp_path: Path) -> None:
+    objects = render_chart({}, tmp_path, extra=["--include-crds"])
+    names = {c["metadata"]["name"] for c in by_kind(objects, "CustomResourceDefinition")}
+    assert {"models.modelfleet.io", "finetunejobs.modelfleet.io"} <= names
+    generated = {
+        doc["metadata"]["name"]
+        for path in (CHART / "crds").glob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    }
+    assert names == generated
+    # kopf's peering CRDs ship with the chart whenever peering may be turned on.
+    assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= names
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicaCount": "two"}, "replicaCount"),
+        ({"replicaCount": -1}, "replicaCount"),
+        ({"image": {"tag": "latest"}}, "image/tag"),
+        ({"image": {"tag": ""}}, "image/tag"),
+        ({"defaultImages": {"vllm": {"tag": "latest"}}}, "defaultImages/vllm/tag"),
+        ({"image": {"digest": "sha256:short"}}, "image/digest"),
+        ({"logFormat": "xml"}, "logFormat"),
+        ({"watchNamespaces": "team-a"}, "watchNamespaces"),
+        ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
+        ({"unknownKey": True}, "unknownKey"),
+        ({"metrics": {"port": 70000}}, "metrics/port"),
+        ({"peering": {"enabled": "yes"}}, "peering/enabled"),
+    ],
+)
+def test_schema_rejects_bad_values(values: dict[str, Any], message: str, tmp_path: Path) -> None:
+    result = helm("template", "mf", str(CHART), *values_args(values, tmp_path), check=False)
+    assert result.returncode != 0, f"{values} was accepted"
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_service_monitor_without_service_fails(tmp_path: Path) -> None:
+    values = {"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}}
+    result = helm("template", "mf", str(CHART), *values_args(values, tmp_path), check=False)
+    assert result.returncode != 0
+    assert "needs metrics.service.enabled" in result.stderr
