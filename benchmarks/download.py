@@ -5,7 +5,8 @@ times each client in its own process, sha256 speed against ``sha256sum``, and wh
 50 % of one large file costs the next attempt. Prints a markdown table; ``--write FILE``
 replaces the ``## Download`` section of FILE.
 
-    PYTHONPATH=operator:. python benchmarks/download.py --size-gb 4 --write docs/benchmarks.md
+    PYTHONPATH=operator:. python benchmarks/download.py --size-gb 4 --runs 3 \\
+        --write docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.hubserver import HubServer
 from tests.hubserver.repos import large_model_files
@@ -56,26 +59,65 @@ def _env(endpoint: str) -> dict[str, str]:
 
 
 def _timed(command: list[str], env: dict[str, str]) -> float:
+    # Dirty pages a previous contender left must not slow this one down.
+    os.sync()
     started = time.perf_counter()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return time.perf_counter() - started
 
 
-def _job_env(endpoint: str, root: Path, repo: str) -> dict[str, str]:
+def _job_env(endpoint: str, root: Path, repo: str, **extra: str) -> dict[str, str]:
     return {
         **_env(endpoint),
         "MODELFLEET_REPO": repo,
         "MODELFLEET_MODEL_ROOT": str(root),
         "MODELFLEET_VERIFY": "sha256",
         "MODELFLEET_TERMINATION_LOG": str(root / "result.json"),
+        **extra,
     }
 
 
-def _row(name: str, seconds: float, size: int, note: str = "") -> str:
-    return f"| {name} | {size / 1e9:.2f} | {seconds:.2f} | {size / seconds / 1e6:.0f} | {note} |"
+def _row(name: str, times: list[float], size: int, note: str = "") -> str:
+    seconds = statistics.median(times)
+    spread = f"{min(times):.2f}-{max(times):.2f}" if len(times) > 1 else f"{seconds:.2f}"
+    return (
+        f"| {name} | {size / 1e9:.2f} | {seconds:.2f} | {spread} | "
+        f"{size / seconds / 1e6:.0f} | {note} |"
+    )
 
 
-def run(size_gb: float, shards: int, kill_gb: float) -> str:
+def _contenders(
+    python: str, endpoint: str, info: dict[str, Any], work: Path
+) -> dict[str, tuple[list[str], dict[str, str], Path]]:
+    """name -> (command, environment, output directory)."""
+    hf = shutil.which("hf", path=str(Path(python).parent)) or "hf"
+    curl: list[str] = ["curl", "-sSf", "--parallel", "--parallel-max", "8"]
+    for index, path in enumerate(info["files"]):
+        curl += ["-o", str(work / "curl" / f"f{index}")]
+        curl.append(f"{endpoint}/{REPO_ID}/resolve/{info['sha']}/{path}")
+    ours = [python, "-m", "modelfleet.downloader"]
+    return {
+        "ours": (ours, _job_env(endpoint, work / "ours", REPO_ID), work / "ours"),
+        "ours-nofsync": (
+            ours,
+            _job_env(endpoint, work / "ours-nofsync", REPO_ID, MODELFLEET_FSYNC="false"),
+            work / "ours-nofsync",
+        ),
+        "hf": (
+            [hf, "download", REPO_ID, "--local-dir", str(work / "hf")],
+            _env(endpoint),
+            work / "hf",
+        ),
+        "curl": (curl, _env(endpoint), work / "curl"),
+    }
+
+
+def _machine() -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} CPUs, load average {load}"
+
+
+def run(size_gb: float, shards: int, kill_gb: float, runs: int, note: str) -> str:
     """Run every measurement; return the markdown section."""
     size, kill_size = int(size_gb * 1e9), int(kill_gb * 1e9)
     server = subprocess.Popen(
@@ -89,51 +131,82 @@ def run(size_gb: float, shards: int, kill_gb: float) -> str:
     endpoint, files = info["endpoint"], info["files"]
     total = sum(files.values())
     work = Path(tempfile.mkdtemp(prefix="mf-bench-"))
+    machine_before = _machine()
+    times: dict[str, list[float]] = {}
     rows: list[str] = []
     try:
-        python = sys.executable
-        ours = _timed(
-            [python, "-m", "modelfleet.downloader"], _job_env(endpoint, work / "ours", REPO_ID)
+        contenders = _contenders(sys.executable, endpoint, info, work)
+        names = list(contenders)
+        for number in range(runs):
+            # Interleaved, in a rotating order: a noisy neighbour hurts every contender alike.
+            shift = number % len(names)
+            for name in names[shift:] + names[:shift]:
+                command, env, out = contenders[name]
+                out.mkdir(parents=True, exist_ok=True)
+                elapsed = _timed(command, env)
+                times.setdefault(name, []).append(elapsed)
+                print(f"run {number + 1} {name}: {elapsed:.2f}s", file=sys.stderr, flush=True)
+                if name == "hf" and number == runs - 1:
+                    continue  # kept for the hashing comparison below
+                shutil.rmtree(out, ignore_errors=True)
+        rows.append(_row("modelfleet downloader (sha256 verify, fsync)", times["ours"], total))
+        rows.append(
+            _row(
+                "modelfleet downloader (sha256 verify, no fsync)",
+                times["ours-nofsync"],
+                total,
+                "`MODELFLEET_FSYNC=false`: the network path alone",
+            )
         )
-        rows.append(_row("modelfleet downloader (sha256 verify, fsync)", ours, total))
-        hf = shutil.which("hf", path=str(Path(python).parent)) or "hf"
-        hf_time = _timed([hf, "download", REPO_ID, "--local-dir", str(work / "hf")], _env(endpoint))
-        rows.append(_row("`hf download` (huggingface_hub)", hf_time, total, "no sha256 check"))
-        (work / "curl").mkdir()
-        urls = [f"{endpoint}/{REPO_ID}/resolve/{info['sha']}/{p}" for p in files]
-        curl: list[str] = ["curl", "-sSf", "--parallel", "--parallel-max", "8"]
-        for index, url in enumerate(urls):
-            curl += ["-o", str(work / "curl" / f"f{index}"), url]
-        curl_time = _timed(curl, _env(endpoint))
-        rows.append(_row("`curl --parallel` (loopback limit)", curl_time, total))
+        rows.append(
+            _row("`hf download` (huggingface_hub)", times["hf"], total, "no sha256, no fsync")
+        )
+        rows.append(_row("`curl --parallel` (loopback limit)", times["curl"], total, "no fsync"))
 
         biggest = max((work / "hf").rglob("*.safetensors"), key=lambda p: p.stat().st_size)
         big_size = biggest.stat().st_size
-        started = time.perf_counter()
-        sha256_file(biggest)
-        ours_hash = time.perf_counter() - started
-        sum_hash = _timed(["sha256sum", str(biggest)], _env(endpoint))
+        ours_hash: list[float] = []
+        sum_hash: list[float] = []
+        openssl_hash: list[float] = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            sha256_file(biggest)
+            ours_hash.append(time.perf_counter() - started)
+            sum_hash.append(_timed(["sha256sum", str(biggest)], _env(endpoint)))
+            openssl = ["openssl", "dgst", "-sha256", str(biggest)]
+            openssl_hash.append(_timed(openssl, _env(endpoint)))
         rows.append(_row("sha256, modelfleet `sha256_file`", ours_hash, big_size, "page cache"))
-        rows.append(_row("sha256, `sha256sum`", sum_hash, big_size, "page cache"))
+        rows.append(_row("sha256, `sha256sum` (coreutils)", sum_hash, big_size, "page cache"))
+        rows.append(
+            _row("sha256, `openssl dgst -sha256`", openssl_hash, big_size, "page cache, SHA-NI")
+        )
+        shutil.rmtree(work / "hf", ignore_errors=True)
 
         refetch, killed_at = _kill_and_resume(endpoint, work / "kill", kill_size)
-        ratio = ours / hf_time
     finally:
         server.stdin.close()
         server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+    ratio = statistics.median(times["hf"]) / statistics.median(times["ours"])
+    ratio_nofsync = statistics.median(times["hf"]) / statistics.median(times["ours-nofsync"])
     lines = [
         "## Download",
         "",
-        f"Loopback, synthetic repo of {total / 1e9:.2f} GB in {shards} file(s), "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d')}. Run: `python benchmarks/download.py --size-gb {size_gb:g}`.",
+        f"Loopback, synthetic repo of {total / 1e9:.2f} GB in {shards} file(s) served by the test "
+        f"hub (`tests/hubserver`, one Python process), Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d')}. Machine: {machine_before} before the run, "
+        f"{_machine()} after it. {note}".rstrip(),
         "",
-        "| What | GB | Seconds | MB/s | Note |",
-        "|---|---|---|---|---|",
+        f"Each contender ran {runs} times, interleaved in rotating order, after `sync`; the "
+        "table gives the median and the range. "
+        f"Run: `python benchmarks/download.py --size-gb {size_gb:g} --runs {runs}`.",
+        "",
+        "| What | GB | Seconds (median) | Range | MB/s | Note |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
-        f"modelfleet / `hf download` throughput: **{1 / ratio:.2f}x** (target >= 0.95x).",
+        f"modelfleet / `hf download` throughput: **{ratio:.2f}x** with sha256 and fsync, "
+        f"**{ratio_nofsync:.2f}x** with sha256 and no fsync (target >= 0.95x with verification).",
         "",
         f"Kill at 50 % of a {kill_size / 1e9:.2f} GB file: killed with {killed_at / 1e9:.2f} GB "
         f"on disk; the next attempt transferred {refetch / 1e9:.2f} GB "
@@ -194,9 +267,11 @@ def main() -> None:
     parser.add_argument("--size-gb", type=float, default=4.0, help="total repo size")
     parser.add_argument("--shards", type=int, default=4, help="files the repo is split into")
     parser.add_argument("--kill-gb", type=float, default=2.0, help="file size for the kill test")
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs per contender")
+    parser.add_argument("--note", default="", help="what else ran on the machine")
     parser.add_argument("--write", type=Path, help="markdown file to update")
     args = parser.parse_args()
-    section = run(args.size_gb, args.shards, args.kill_gb)
+    section = run(args.size_gb, args.shards, args.kill_gb, args.runs, args.note)
     print(section)
     if args.write:
         write_section(args.write, section)

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bash hack/python-env.sh dev trainer
+bash hack/python-env.sh dev trainer modelscope
 export PATH=$PWD/.venv/bin:$PATH
 
 echo "== lint, format, types, CRD freshness"

@@ -1,8 +1,9 @@
 """The test hub: ``ThreadingHTTPServer`` on 127.0.0.1 with switchable faults.
 
 Endpoints (what huggingface_hub 2.4 calls): ``GET /api/models/{repo}[/revision/{rev}]``,
-``GET /api/models/{repo}/tree/{rev}[/{path}]``, ``HEAD``/``GET /{repo}/resolve/{rev}/{path}``
-with Range. Errors carry the ``X-Error-Code`` values huggingface_hub maps to typed errors.
+``GET /api/models/{repo}/tree/{rev}[/{path}]``, ``POST /api/models/{repo}/paths-info/{rev}``,
+``HEAD``/``GET /{repo}/resolve/{rev}/{path}`` with Range. Errors carry the ``X-Error-Code``
+values huggingface_hub maps to typed errors.
 """
 
 from __future__ import annotations
@@ -137,6 +138,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.hub._handle(self, head=False)
+
+    def do_POST(self) -> None:
+        self.server.hub._handle_post(self)
 
 
 class _Server(ThreadingHTTPServer):
@@ -373,6 +377,44 @@ class HubServer:
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True
 
+    def _handle_post(self, handler: _Handler) -> None:
+        """``POST /api/models/{repo}/paths-info/{rev}`` (form ``paths=...``): mirrors use it."""
+        url = urlsplit(handler.path)
+        parts = [unquote(p) for p in url.path.split("/") if p]
+        length = int(handler.headers.get("Content-Length") or 0)
+        form = parse_qs(handler.rfile.read(length).decode(), keep_blank_values=True)
+        try:
+            if parts[:2] != ["api", "models"] or "paths-info" not in parts:
+                self._send_error(handler, 404, None, "Not Found", None)
+                return
+            marker = parts.index("paths-info")
+            repo = self.repos.get("/".join(parts[2:marker]))
+            if repo is None or len(parts) != marker + 2:
+                self._send_error(handler, 401, "RepoNotFound", "Repository not found", None)
+                return
+            if not self._authorize(handler, repo, None):
+                return
+            commit = self._resolve_ref(repo, parts[marker + 1])
+            if commit is None:
+                self._send_error(handler, 404, "RevisionNotFound", "Invalid rev id", None)
+                return
+            wanted = set(form.get("paths", []))
+            folders = {
+                "/".join(path.split("/")[:depth])
+                for path in commit.files
+                for depth in range(1, path.count("/") + 1)
+            }
+            entries: list[dict[str, object]] = [
+                self._file_entry(commit.files[path]) for path in sorted(wanted & set(commit.files))
+            ]
+            entries += [
+                {"type": "directory", "oid": "0" * 40, "size": 0, "path": folder}
+                for folder in sorted(wanted & folders)
+            ]
+            self._send_json(handler, entries)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
+
     def _find_repo(self, parts: list[str]) -> tuple[Repo | None, list[str]]:
         for width in (2, 1):
             repo = self.repos.get("/".join(parts[:width]))
@@ -447,16 +489,20 @@ class HubServer:
                     break
             if len(rest) > 1 and not recursive:
                 continue
-            entry: dict[str, object] = {
-                "type": "file",
-                "oid": stored.blob_id,
-                "size": stored.size,
-                "path": path,
-            }
-            if stored.lfs:
-                entry["lfs"] = {"oid": stored.sha256, "size": stored.size, "pointerSize": 134}
-            entries[path] = entry
+            entries[path] = self._file_entry(stored)
         return list(entries.values())
+
+    @staticmethod
+    def _file_entry(stored: StoredFile) -> dict[str, object]:
+        entry: dict[str, object] = {
+            "type": "file",
+            "oid": stored.blob_id,
+            "size": stored.size,
+            "path": stored.path,
+        }
+        if stored.lfs:
+            entry["lfs"] = {"oid": stored.sha256, "size": stored.size, "pointerSize": 134}
+        return entry
 
     def _status_fault(self, handler: _Handler, fault: Fault, file: str | None) -> None:
         extra = {}

@@ -14,6 +14,7 @@ from kubernetes import client, config
 
 from tests.hubserver.__main__ import demo_hub
 from tests.hubserver.server import HubServer
+from tests.support.chart import CHART, chart_operator_kubeconfig, helm
 from tests.support.cluster import REPO_ROOT, TestCluster, tool_path
 from tests.support.operator import OperatorProcess
 
@@ -115,15 +116,68 @@ def model_hub() -> Iterator[HubServer]:
         hub.stop()
 
 
+OPERATOR_NAMESPACE = "modelfleet-system"
+OPERATOR_RELEASE = "modelfleet"
+
+
+def _chart_credentials(cluster: TestCluster, directory: Path) -> Path:
+    """Install the chart (without its CRDs, already applied) and return a kubeconfig holding a
+    token of the chart's ServiceAccount: the operator then has exactly the chart's rights."""
+    kubectl = tool_path("kubectl")
+    namespace = subprocess.run(
+        [
+            kubectl,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "create",
+            "namespace",
+            OPERATOR_NAMESPACE,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert namespace.returncode == 0 or "AlreadyExists" in namespace.stderr, namespace.stderr
+    helm(
+        "upgrade",
+        "--install",
+        OPERATOR_RELEASE,
+        str(CHART),
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        "--skip-crds",
+        "--set",
+        "replicaCount=1",
+        "--timeout",
+        "120s",
+        timeout=180,
+    )
+    return chart_operator_kubeconfig(
+        cluster.kubeconfig,
+        OPERATOR_NAMESPACE,
+        OPERATOR_RELEASE,  # the chart's fullname, hence its ServiceAccount, for this release
+        directory / "operator-kubeconfig",
+    )
+
+
 @pytest.fixture(scope="session")
 def operator(
     cluster: TestCluster, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    """The operator, running for the whole session with admin credentials."""
+    """The operator, running for the whole session under the Helm chart's ServiceAccount, so a
+    verb the chart does not grant fails the tests (MODELFLEET_TEST_OPERATOR_CREDENTIALS=admin
+    runs it with the admin kubeconfig instead)."""
     if not cluster.local:
         pytest.skip("the lifecycle tests execute Jobs locally; run them on the local cluster")
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = OperatorProcess(cluster.kubeconfig, log).start()
+    directory = tmp_path_factory.mktemp("operator")
+    if os.environ.get("MODELFLEET_TEST_OPERATOR_CREDENTIALS") == "admin":
+        kubeconfig = cluster.kubeconfig
+    else:
+        kubeconfig = _chart_credentials(cluster, directory)
+    log = directory / "operator.log"
+    process = OperatorProcess(kubeconfig, log).start()
     try:
         yield process
     finally:

@@ -201,13 +201,19 @@ def _revision_dirs(root: Path, repo: str, revision: str | None) -> list[Path]:
 
 
 @model_app.command()
-def verify(
+def verify(  # noqa: PLR0917 - one parameter per CLI option
     repo_or_path: Annotated[str, typer.Argument(help="org/name, or a model directory.")],
     root: RootOption = Path("/models"),
     revision: Annotated[str | None, typer.Option(help="Commit sha (default: newest).")] = None,
     mode: Annotated[VerifyMode, typer.Option("--mode", help="sha256, size or none.")] = (
         VerifyMode.SHA256
     ),
+    require_manifest: Annotated[
+        bool,
+        typer.Option(
+            "--require-manifest", help="Fail without a valid manifest, as the serving pod does."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Check a downloaded revision against its manifest (or completeness without one)."""
@@ -220,7 +226,7 @@ def verify(
             if not dirs:
                 raise DownloadError(Reason.INCOMPLETE, f"{repo_or_path} not found under {root}")
             directory = dirs[0]
-        result = verify_directory(directory, mode)
+        result = verify_directory(directory, mode, require_manifest=require_manifest)
     except DownloadError as error:
         _fail(error, as_json)
     if as_json:

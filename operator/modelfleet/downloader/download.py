@@ -70,6 +70,7 @@ class DownloadRequest:
     policy: BackoffPolicy = field(default_factory=BackoffPolicy)
     stall_timeout: float = 300.0
     max_workers: int = 8
+    fsync: bool = True
     endpoint: str | None = None
     token: str | None = field(default=None, repr=False)
 
@@ -202,6 +203,7 @@ def download_model(
         policy=request.policy,
         stall_timeout=request.stall_timeout,
         max_workers=request.max_workers,
+        fsync=request.fsync,
     )
     transfer = Transfer(directory, source.headers(), options, progress, secrets)
     try:

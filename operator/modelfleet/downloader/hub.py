@@ -9,7 +9,7 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -29,6 +29,7 @@ from huggingface_hub.utils._http import hf_request_event_hook, set_client_factor
 
 from modelfleet.conditions import Reason
 from modelfleet.downloader.errors import DownloadError, redact
+from modelfleet.downloader.layout import validate_file_path
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -65,14 +66,6 @@ def validate_repo_id(repo: str) -> str:
     if not _REPO_ID.match(repo) or ".." in repo:
         raise DownloadError(Reason.INVALID_SPEC, f"invalid repo id {repo!r}: expected org/name")
     return repo
-
-
-def validate_file_path(path: str) -> str:
-    """Refuse tree entries that would escape the model directory."""
-    parts = path.split("/")
-    if path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
-        raise DownloadError(Reason.VERIFICATION_FAILED, f"refusing unsafe path {path!r} from hub")
-    return path
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -130,9 +123,10 @@ def map_hub_error(error: Exception, secrets: Sequence[str | None] = ()) -> Downl
     return DownloadError(Reason.NETWORK_ERROR, f"{type(error).__name__}: {message}")
 
 
-def map_status(status: int, headers: httpx2.Headers, message: str) -> DownloadError:
-    """Map an HTTP error status (with its hub headers) to a typed reason."""
-    code = headers.get("X-Error-Code")
+def map_status(status: int, headers: Mapping[str, str], message: str) -> DownloadError:
+    """Map an HTTP error status (with its hub headers, any case) to a typed reason."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    code = lowered.get("x-error-code")
     if code == "GatedRepo":
         return DownloadError(Reason.GATED, message)
     if code == "RepoNotFound":
@@ -145,7 +139,7 @@ def map_status(status: int, headers: httpx2.Headers, message: str) -> DownloadEr
         return DownloadError(Reason.UNAUTHORIZED, f"HTTP {status}: token missing or not allowed")
     if status == 404:
         return DownloadError(Reason.REPO_NOT_FOUND, message)
-    retry_after = parse_retry_after(headers.get("Retry-After"))
+    retry_after = parse_retry_after(lowered.get("retry-after"))
     return DownloadError(Reason.NETWORK_ERROR, f"HTTP {status}: {message}", retry_after=retry_after)
 
 

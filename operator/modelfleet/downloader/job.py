@@ -14,7 +14,7 @@ from modelfleet.conditions import Reason
 from modelfleet.downloader.download import DownloadRequest, download_model
 from modelfleet.downloader.errors import DownloadError, redact
 from modelfleet.downloader.hub import configure_hub_session, validate_repo_id
-from modelfleet.downloader.layout import list_revisions, model_dir
+from modelfleet.downloader.layout import MANIFEST_NAME, list_revisions, model_dir
 from modelfleet.downloader.manifest import load_and_verify_manifest, manifest_path
 from modelfleet.downloader.progress import DownloadProgress, StatusReporter
 from modelfleet.downloader.result import JobResult, write_result
@@ -46,13 +46,30 @@ def request_from_settings(settings: DownloaderSettings) -> DownloadRequest:
         ),
         stall_timeout=settings.stall_timeout_seconds,
         max_workers=settings.max_workers,
-        endpoint=settings.endpoint,
+        fsync=settings.fsync,
+        # HF_ENDPOINT is Hugging Face's; ModelScope reads MODELSCOPE_ENDPOINT itself.
+        endpoint=settings.endpoint if settings.source is Source.HUGGINGFACE else None,
         token=settings.token.get_secret_value() if settings.token else None,
     )
 
 
-def verify_directory(directory: Path, mode: VerifyMode) -> JobResult:
-    """Check weights in place, writing nothing: by manifest if one exists, else completeness."""
+def verify_directory(
+    directory: Path, mode: VerifyMode, *, require_manifest: bool = False
+) -> JobResult:
+    """Check weights in place, writing nothing: by manifest if one exists, else completeness.
+
+    With ``require_manifest`` a directory without a valid manifest is refused (Incomplete when
+    it or the directory is missing, VerificationFailed when it is unreadable or does not match
+    the files): the download that should have written it never finished.
+    """
+    if require_manifest and not directory.is_dir():
+        raise DownloadError(Reason.INCOMPLETE, f"refusing {directory}: it does not exist")
+    if require_manifest and not manifest_path(directory).is_file():
+        raise DownloadError(
+            Reason.INCOMPLETE,
+            f"refusing {directory}: no {MANIFEST_NAME}, so no download of it finished "
+            "(the manifest is written last, after every file verified)",
+        )
     if manifest_path(directory).is_file():
         manifest = load_and_verify_manifest(directory, mode)
         return JobResult(
@@ -96,7 +113,9 @@ def run(settings: DownloaderSettings, progress: DownloadProgress) -> JobResult:
     """Do what ``settings.mode`` says and describe the outcome; raises DownloadError."""
     if settings.mode is Mode.VERIFY:
         progress.set_phase("Verifying")
-        return verify_directory(_verify_target(settings), settings.verify)
+        return verify_directory(
+            _verify_target(settings), settings.verify, require_manifest=settings.require_manifest
+        )
     if not settings.repo:
         raise DownloadError(Reason.INVALID_SPEC, "MODELFLEET_REPO is required to download")
     configure_hub_session(settings.stall_timeout_seconds)

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from modelfleet.conditions import Reason
+from modelfleet.downloader.errors import DownloadError
+
 MANIFEST_NAME = ".modelfleet-manifest.json"
 PARTIAL_DIR = ".modelfleet-partial"
 PARTIAL_SUFFIX = ".part"
@@ -20,6 +23,14 @@ LAST_USED_NAME = ".modelfleet-last-used"
 _STALE_GLOBS = ("*.lock", "*.incomplete")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _INTERNAL_NAMES = frozenset({MANIFEST_NAME, PARTIAL_DIR, LAST_USED_NAME, ".cache"})
+
+
+def validate_file_path(path: str) -> str:
+    """Refuse a listed file path that would escape the model directory (VerificationFailed)."""
+    parts = path.split("/")
+    if path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
+        raise DownloadError(Reason.VERIFICATION_FAILED, f"refusing unsafe path {path!r}")
+    return path
 
 
 def model_dir(root: Path, repo: str, revision: str) -> Path:

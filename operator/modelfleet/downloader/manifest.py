@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from modelfleet.conditions import Reason
 from modelfleet.downloader.errors import DownloadError
-from modelfleet.downloader.layout import MANIFEST_NAME
+from modelfleet.downloader.layout import MANIFEST_NAME, validate_file_path
 from modelfleet.downloader.settings import VerifyMode
 from modelfleet.downloader.verify import check_completeness, check_file
 
@@ -84,15 +84,31 @@ def load_manifest(directory: Path) -> Manifest:
     """Parse the manifest of ``directory``; Incomplete if absent, VerificationFailed if invalid."""
     path = manifest_path(directory)
     try:
-        text = path.read_text()
+        text = path.read_bytes()
     except FileNotFoundError:
         raise DownloadError(Reason.INCOMPLETE, f"no {MANIFEST_NAME} in {directory}") from None
-    try:
-        return Manifest.model_validate_json(text)
-    except ValidationError as error:
+    except OSError as error:
         raise DownloadError(
-            Reason.VERIFICATION_FAILED, f"{MANIFEST_NAME} is invalid: {error.error_count()} errors"
+            Reason.VERIFICATION_FAILED, f"cannot read {path}: {error.strerror or error}"
         ) from None
+    try:
+        manifest = Manifest.model_validate_json(text)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        raise DownloadError(
+            Reason.VERIFICATION_FAILED,
+            f"{path} is not a valid manifest ({error.error_count()} errors; "
+            f"first at {where}: {first['msg']})",
+        ) from None
+    for entry in manifest.files:
+        try:
+            validate_file_path(entry.path)
+        except DownloadError:
+            raise DownloadError(
+                Reason.VERIFICATION_FAILED, f"{path} lists an unsafe path {entry.path!r}"
+            ) from None
+    return manifest
 
 
 def load_and_verify_manifest(directory: Path, mode: VerifyMode = VerifyMode.SIZE) -> Manifest:

@@ -1,30 +1,42 @@
 """The ModelScope source: same layout, manifest and reasons, through the optional package.
 
-ModelScope revisions are branch or tag names without a stable commit id in its file API, so
-the directory name is a content address instead: the sha1 of the sorted (path, size, sha256)
-listing. Same files, same directory; any change, a new one.
+Protocol through the ``modelscope`` package (1.40+, built on ``modelscope_hub``): the revision
+is checked with ``modelscope.hub.api.HubApi.get_valid_revision`` and the files (with size and
+sha256) listed with ``modelscope_hub.api.HubApi.list_repo_files``; the legacy
+``get_model_files`` of the compatibility layer drops the hashes and the entry types, so it is
+not used. Bytes then go through our own transfer from the URL the package itself downloads
+from: ``{endpoint}/api/v1/models/{repo}/repo?Revision=...&FilePath=...``.
+
+The endpoint is the explicit one, else ``MODELSCOPE_ENDPOINT``, else ``MODELSCOPE_DOMAIN``
+(deprecated upstream, a host name or URL), else https://www.modelscope.cn. A token is sent as
+the package sends it: ``Authorization: Bearer`` and the ``m_session_id`` cookie.
+
+ModelScope's listing carries no commit id, so the directory name is a content address
+instead: the sha1 of the sorted (path, size, sha256) listing. Same files, same directory; any
+change, a new one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote_plus
 
 from modelfleet.conditions import Reason
 from modelfleet.downloader.errors import DownloadError, redact
-from modelfleet.downloader.hub import (
-    RemoteFile,
-    RemoteSnapshot,
-    validate_file_path,
-    validate_repo_id,
-)
+from modelfleet.downloader.hub import RemoteFile, RemoteSnapshot, validate_repo_id
+from modelfleet.downloader.layout import validate_file_path
 
 DEFAULT_MODELSCOPE_ENDPOINT = "https://www.modelscope.cn"
+DEFAULT_BRANCH = "master"
 INSTALL_HINT = (
     "the modelscope source needs the optional package: pip install 'modelfleet[modelscope]'"
 )
+# modelscope_hub's exception class names, by what they mean for a retry.
+_UNAUTHORIZED = frozenset({"AuthenticationError", "PermissionDeniedError"})
+_NOT_FOUND = frozenset({"NotExistError", "NotFoundError"})
 
 
 def _import(module: str) -> Any:
@@ -32,6 +44,19 @@ def _import(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise DownloadError(Reason.INVALID_SPEC, INSTALL_HINT) from None
+
+
+def modelscope_endpoint(explicit: str | None = None) -> str:
+    """The endpoint the ``modelscope`` package itself would use, ``explicit`` first."""
+    endpoint = (
+        explicit
+        or os.environ.get("MODELSCOPE_ENDPOINT", "").strip()
+        or os.environ.get("MODELSCOPE_DOMAIN", "").strip()
+        or DEFAULT_MODELSCOPE_ENDPOINT
+    )
+    if not endpoint.startswith(("http://", "https://")):
+        endpoint = f"https://{endpoint}"
+    return endpoint.rstrip("/")
 
 
 def snapshot_id(files: list[RemoteFile]) -> str:
@@ -42,76 +67,68 @@ def snapshot_id(files: list[RemoteFile]) -> str:
     return digest.hexdigest()
 
 
+def map_modelscope_error(error: Exception, token: str | None = None) -> DownloadError:
+    """A typed, redacted reason for an exception of the ``modelscope`` packages."""
+    message = redact(str(error).strip().splitlines()[0] if str(error).strip() else "", [token])
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names & _UNAUTHORIZED:
+        return DownloadError(Reason.UNAUTHORIZED, message)
+    if names & _NOT_FOUND:
+        # get_valid_revision's own check: "The model: org/name has no revision: v9".
+        if "no revision" in message:
+            return DownloadError(Reason.REVISION_NOT_FOUND, message)
+        return DownloadError(Reason.REPO_NOT_FOUND, message)
+    if "InvalidParameter" in names and "revision" in message.lower():
+        return DownloadError(Reason.REVISION_NOT_FOUND, message)
+    return DownloadError(Reason.NETWORK_ERROR, f"{type(error).__name__}: {message}")
+
+
 class ModelScopeClient:
     """Resolves and lists a ModelScope repo; files are then fetched by our own transfer."""
 
     def __init__(self, endpoint: str | None = None, token: str | None = None) -> None:
-        api_module = _import("modelscope.hub.api")
-        self.endpoint = (endpoint or DEFAULT_MODELSCOPE_ENDPOINT).rstrip("/")
-        self._token = token
-        self._api: Any = api_module.HubApi(endpoint=self.endpoint)
-        self._cookies: Any = None
+        legacy_module = _import("modelscope.hub.api")
+        hub_module = _import("modelscope_hub.api")
+        self.endpoint = modelscope_endpoint(endpoint)
+        self._token = token or None
+        self._legacy: Any = legacy_module.HubApi(endpoint=self.endpoint, token=self._token)
+        self._hub: Any = hub_module.HubApi(endpoint=self.endpoint, token=self._token)
         self._revisions: dict[str, str] = {}
-        if token:
-            try:
-                login = self._api.login(token)
-            except Exception as error:  # noqa: BLE001 - any login failure means the token is bad
-                raise DownloadError(
-                    Reason.UNAUTHORIZED, f"ModelScope login failed: {redact(str(error), [token])}"
-                ) from None
-            self._cookies = login[1] if isinstance(login, tuple) else None
-
-    def _map(self, error: Exception) -> DownloadError:
-        message = redact(str(error), [self._token])
-        name = type(error).__name__
-        status = getattr(getattr(error, "response", None), "status_code", None)
-        if status in (401, 403):
-            return DownloadError(Reason.UNAUTHORIZED, message)
-        if name == "NotExistError" or status == 404:
-            if "revision" in message.lower():
-                return DownloadError(Reason.REVISION_NOT_FOUND, message)
-            return DownloadError(Reason.REPO_NOT_FOUND, message)
-        if name == "InvalidParameter" and "revision" in message.lower():
-            return DownloadError(Reason.REVISION_NOT_FOUND, message)
-        return DownloadError(Reason.NETWORK_ERROR, f"{name}: {message}")
 
     def snapshot(self, repo: str, revision: str) -> RemoteSnapshot:
-        """Resolve ``revision`` (``main`` means the repo's default) and list its files."""
+        """Resolve ``revision`` (``main`` means the default branch, master) and list its files."""
         validate_repo_id(repo)
         requested = None if revision == "main" else revision
         try:
-            resolved = self._api.get_valid_revision(repo, revision=requested, cookies=self._cookies)
-            entries = self._api.get_model_files(
-                repo, revision=resolved, recursive=True, use_cookies=self._cookies or False
-            )
-        except Exception as error:  # noqa: BLE001 - the package raises many unrelated types
-            raise self._map(error) from None
+            resolved = str(self._legacy.get_valid_revision(repo, revision=requested))
+            entries = self._hub.list_repo_files(repo, "model", revision=resolved, recursive=True)
+        except Exception as error:  # noqa: BLE001 - the packages raise many unrelated types
+            raise map_modelscope_error(error, self._token) from None
         files = [
             RemoteFile(
-                path=validate_file_path(str(e["Path"])),
-                size=int(e.get("Size", 0)),
-                sha256=str(e["Sha256"]).lower() if e.get("Sha256") else None,
+                path=validate_file_path(str(entry.path)),
+                size=int(entry.size),
+                sha256=str(entry.sha256).lower() if entry.sha256 else None,
             )
-            for e in entries
-            if e.get("Type") != "tree"
+            for entry in entries
+            if not entry.is_dir
         ]
         sha = snapshot_id(files)
-        self._revisions[sha] = str(resolved)
+        self._revisions[sha] = resolved
         return RemoteSnapshot(repo=repo, revision=revision, sha=sha, files=tuple(files))
 
     def file_url(self, repo: str, sha: str, path: str) -> str:
-        """The ModelScope file URL at the resolved revision behind ``sha``."""
-        revision = self._revisions.get(sha, "master")
+        """The URL the package itself downloads one file from, at the revision behind ``sha``."""
+        revision = self._revisions.get(sha, DEFAULT_BRANCH)
         return (
             f"{self.endpoint}/api/v1/models/{repo}/repo"
-            f"?Revision={quote(revision, safe='')}&FilePath={quote(path, safe='')}"
+            f"?Revision={quote_plus(revision)}&FilePath={quote_plus(path)}"
         )
 
     def headers(self) -> dict[str, str]:
-        """Cookies from the login, when a token was given; never log them."""
+        """The token as the package sends it; never log these."""
         headers = {"User-Agent": "modelfleet"}
-        if self._cookies is not None:
-            cookie = "; ".join(f"{c.name}={c.value}" for c in self._cookies)
-            if cookie:
-                headers["Cookie"] = cookie
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+            headers["Cookie"] = f"m_session_id={self._token}"
         return headers

@@ -46,6 +46,12 @@ class DownloaderSettings(BaseSettings):
     allow_patterns: list[str] | None = None
     ignore_patterns: list[str] | None = None
     verify: VerifyMode = VerifyMode.SHA256
+    # Verify mode: refuse a directory without a valid manifest (the serving init container sets
+    # this for everything the operator downloaded; a user's own pvc weights have none).
+    require_manifest: bool = False
+    # fsync each file before it is renamed into place; off only where durability does not
+    # matter (an emptyDir, a benchmark of the network path).
+    fsync: bool = True
     retries: int = Field(default=5, ge=1)
     backoff_initial_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=300.0, ge=0)

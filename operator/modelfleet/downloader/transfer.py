@@ -14,14 +14,14 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx2
-
 from modelfleet.conditions import Reason
 from modelfleet.downloader.errors import DownloadError, redact
+from modelfleet.downloader.fetch import BodyResponse, FetchError, HttpFetcher
 from modelfleet.downloader.hub import map_status
 from modelfleet.downloader.layout import partial_path
 from modelfleet.downloader.progress import DownloadProgress
@@ -30,7 +30,10 @@ from modelfleet.downloader.settings import VerifyMode
 from modelfleet.downloader.verify import HASH_CHUNK, check_file
 
 LOG = logging.getLogger(__name__)
-CHUNK = 1 << 20
+# Per read: large enough that per-chunk Python work vanishes, small enough for progress.
+CHUNK = 4 << 20
+# Dirty bytes per file before writeback is started, so fsync at the end has little to wait for.
+WRITEBACK_STEP = 64 << 20
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -120,16 +123,15 @@ class Transfer:
         self._cancelled = threading.Event()
         self._bytes_lock = threading.Lock()
         self.bytes_transferred = 0
-        self._client = httpx2.Client(
-            follow_redirects=True,
-            # The read timeout is the stall watchdog: no byte for this long aborts the attempt.
-            timeout=httpx2.Timeout(options.stall_timeout, connect=min(30.0, options.stall_timeout)),
-            limits=httpx2.Limits(max_connections=options.max_workers + 2),
+        self._local = threading.local()
+        # The read timeout is the stall watchdog: no byte for this long aborts the attempt.
+        self._fetcher = HttpFetcher(
+            read_timeout=options.stall_timeout, connect_timeout=min(30.0, options.stall_timeout)
         )
 
     def close(self) -> None:
         """Release connections."""
-        self._client.close()
+        self._fetcher.close()
 
     def remaining_bytes(self, tasks: Sequence[FileTask]) -> int:
         """Bytes still to fetch: files not yet in place, less what partials already hold."""
@@ -152,6 +154,7 @@ class Transfer:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             if any(f.exception() is not None for f in done):
                 self._cancelled.set()
+                self._fetcher.abort()
                 wait(futures)
             errors = [e for f in futures if (e := f.exception()) is not None]
             if errors:
@@ -238,6 +241,9 @@ class Transfer:
                 _fsync(part)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(part, final)
+        except _StorageError as error:
+            state.uncount()
+            raise _storage_error(error.error, task.path) from None
         except OSError as error:
             state.uncount()
             raise _storage_error(error, task.path) from None
@@ -254,50 +260,94 @@ class Transfer:
         if state.offset:
             headers["Range"] = f"bytes={state.offset}-"
         try:
-            with self._client.stream("GET", task.url, headers=headers) as response:
-                status = response.status_code
+            with self._fetcher.get(task.url, headers) as response:
+                status = response.status
                 if status == 416:
                     state.part.unlink(missing_ok=True)
                     raise DownloadError(Reason.NETWORK_ERROR, f"{task.path}: range not satisfiable")
                 if status >= 400:
-                    response.read()
                     raise map_status(status, response.headers, task.path)
-                mode = "ab"
+                append = True
                 if state.offset and (status != 206 or not _range_starts_at(response, state.offset)):
                     # The server ignored Range: start the file over rather than append garbage.
                     LOG.info("%s: server ignored Range; restarting from byte 0", task.path)
                     state.restart()
-                    mode = "wb"
-                self._write_body(state, mode, response)
-        except httpx2.TimeoutException:
+                    append = False
+                self._write_body(state, append, response)
+        except TimeoutError:
             raise DownloadError(
                 Reason.DOWNLOAD_STALLED,
                 f"{task.path}: no bytes for {self.options.stall_timeout:g}s",
             ) from None
-        except httpx2.HTTPError as error:
+        except FetchError as error:
+            if self._cancelled.is_set():
+                raise DownloadError(
+                    Reason.INCOMPLETE, "cancelled after another file failed"
+                ) from None
             raise DownloadError(
-                Reason.NETWORK_ERROR, f"{task.path}: {redact(str(error), self._secrets)}"
+                Reason.NETWORK_ERROR,
+                f"{task.path}: {redact(str(error) or type(error).__name__, self._secrets)}",
             ) from None
 
-    def _write_body(self, state: _AttemptState, mode: str, response: httpx2.Response) -> None:
+    def _write_body(self, state: _AttemptState, append: bool, response: BodyResponse) -> None:
+        """Socket to buffer to file, hashing the same buffer: no copy beyond the kernel's."""
         task, limit = state.task, state.task.size - state.offset
-        with state.part.open(mode) as handle:
-            for chunk in response.iter_raw(CHUNK):
+        buffer = self._buffer()
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        try:
+            fd = os.open(state.part, flags, 0o644)
+        except OSError as error:
+            raise _StorageError(error) from None
+        try:
+            written_back = position = state.offset if append else 0
+            while True:
                 if self._cancelled.is_set():
                     raise DownloadError(Reason.INCOMPLETE, "cancelled after another file failed")
-                if state.received + len(chunk) > limit:
-                    handle.close()
-                    state.part.unlink(missing_ok=True)
+                # One byte more than is left: a server sending too much is caught, not trusted.
+                want = min(len(buffer), limit - state.received + 1)
+                n = response.readinto(buffer[:want])
+                if not n:
+                    break
+                if state.received + n > limit:
                     raise DownloadError(
                         Reason.VERIFICATION_FAILED,
                         f"{task.path}: server sent more than {task.size} bytes",
                     )
-                handle.write(chunk)
+                chunk = buffer[:n]
+                try:
+                    _write_all(fd, chunk)
+                except OSError as error:
+                    raise _StorageError(error) from None
                 state.digests.update(chunk)
-                state.received += len(chunk)
-                state.count(len(chunk))
+                state.received += n
+                position += n
+                state.count(n)
                 with self._bytes_lock:
-                    self.bytes_transferred += len(chunk)
+                    self.bytes_transferred += n
+                if self.options.fsync and position - written_back >= WRITEBACK_STEP:
+                    _start_writeback(fd, written_back, position - written_back)
+                    written_back = position
+        except DownloadError as error:
+            if error.reason is Reason.VERIFICATION_FAILED:
+                state.part.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
+
+    def _buffer(self) -> memoryview:
+        """This worker thread's read buffer, allocated once."""
+        buffer: memoryview | None = getattr(self._local, "buffer", None)
+        if buffer is None:
+            buffer = self._local.buffer = memoryview(bytearray(CHUNK))
+        return buffer
+
+
+class _StorageError(Exception):
+    """An OSError of the local disk, kept apart from network errors (both are OSError)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _AttemptState:
@@ -338,6 +388,22 @@ def _hash_prefix(part: Path, length: int, digests: _Digests) -> None:
             remaining -= len(chunk)
 
 
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range to disk now, without waiting for it.
+
+    Linux starts asynchronous writeback of dirty pages on ``POSIX_FADV_DONTNEED``, so the
+    ``fsync`` at the end of the file waits only for the tail instead of the whole file.
+    """
+    if hasattr(os, "posix_fadvise"):
+        with suppress(OSError):
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -346,6 +412,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _range_starts_at(response: httpx2.Response, offset: int) -> bool:
-    content_range = response.headers.get("Content-Range", "")
+def _range_starts_at(response: BodyResponse, offset: int) -> bool:
+    content_range = response.header("Content-Range") or ""
     return content_range.startswith(f"bytes {offset}-")
