@@ -15,7 +15,7 @@ from kubernetes import client, config
 from tests.hubserver.__main__ import demo_hub
 from tests.hubserver.server import HubServer
 from tests.support.chart import CHART, chart_operator_kubeconfig, helm
-from tests.support.cluster import REPO_ROOT, TestCluster, tool_path
+from tests.support.cluster import REPO_ROOT, TestCluster, tool_path, wait_for
 from tests.support.operator import OperatorProcess
 
 pytestmark = pytest.mark.integration
@@ -75,35 +75,39 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def crds(cluster: TestCluster) -> None:
-    """The CRDs from crds/, applied server-side (idempotent)."""
-    subprocess.run(
-        [
-            tool_path("kubectl"),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(REPO_ROOT / "crds"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            tool_path("kubectl"),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "wait",
-            "--for=condition=Established",
-            "crd/models.modelfleet.io",
-            "crd/finetunejobs.modelfleet.io",
-            "--timeout=60s",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    """The CRDs from crds/, applied server-side (idempotent) and Established."""
+    kubectl = [tool_path("kubectl"), "--kubeconfig", str(cluster.kubeconfig)]
+
+    def installed() -> bool:
+        # A just-started API server may still answer 429 "storage is (re)initializing".
+        apply = subprocess.run(
+            [
+                *kubectl,
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                str(REPO_ROOT / "crds"),
+            ],
+            capture_output=True,
+            check=False,
+        )
+        wait = subprocess.run(
+            [
+                *kubectl,
+                "wait",
+                "--for=condition=Established",
+                "crd/models.modelfleet.io",
+                "crd/finetunejobs.modelfleet.io",
+                "crd/kopfpeerings.kopf.dev",
+                "--timeout=30s",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        return apply.returncode == 0 and wait.returncode == 0
+
+    wait_for(installed, timeout=180, interval=2, message="the CRDs to be Established")
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,17 @@ from tests.support.cluster import wait_for
 class OperatorProcess:
     """`modelfleet run` in a subprocess, logging to a file."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.env = env or {}
+        self.args = args
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
@@ -34,7 +41,7 @@ class OperatorProcess:
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "modelfleet.cli.main", "run"],
+            [sys.executable, "-m", "modelfleet.cli.main", "run", *self.args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -42,6 +42,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "extraEnv": [{"name": "MODELFLEET_REQUEST_TIMEOUT_SECONDS", "value": "10"}],
     },
     "no-rbac-aggregation": {"rbac": {"aggregateToDefaultRoles": False}},
+    "observability": {
+        "dashboards": {
+            "enabled": True,
+            "namespace": "monitoring",
+            "labels": {"team": "ml"},
+            "annotations": {"grafana_folder": "modelfleet"},
+        },
+        "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
+    },
 }
 
 
@@ -305,6 +314,10 @@ def test_crds_come_from_the_generated_copy(tmp_path: Path) -> None:
         ({"unknownKey": True}, "unknownKey"),
         ({"metrics": {"port": 70000}}, "metrics/port"),
         ({"peering": {"enabled": "yes"}}, "peering/enabled"),
+        ({"dashboards": {"enabled": "yes"}}, "dashboards/enabled"),
+        ({"dashboards": {"namespace": "Monitoring"}}, "dashboards/namespace"),
+        ({"prometheusRule": {"labels": {"release": 1}}}, "prometheusRule/labels/release"),
+        ({"prometheusRule": {"groups": []}}, "prometheusRule"),
     ],
 )
 def test_schema_rejects_bad_values(values: dict[str, Any], message: str, tmp_path: Path) -> None:
@@ -319,3 +332,36 @@ def test_service_monitor_without_service_fails(tmp_path: Path) -> None:
     result = helm("template", "mf", str(CHART), *values_args(values, tmp_path), check=False)
     assert result.returncode != 0
     assert "needs metrics.service.enabled" in result.stderr
+
+
+def test_prometheus_rule_ships_the_checked_rule_file(rendered: dict[str, Any]) -> None:
+    """The PrometheusRule's groups are dashboards/rules.yaml, the file promtool checks."""
+    assert not by_kind(rendered["defaults"], "PrometheusRule")
+    rule = one(rendered["observability"], "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == "modelfleet-system"
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    checked = yaml.safe_load((CHART / "dashboards/rules.yaml").read_text())
+    assert rule["spec"] == {"groups": checked["groups"]}
+    alerts = [r["alert"] for group in rule["spec"]["groups"] for r in group["rules"]]
+    assert "ModelfleetOperatorDown" in alerts and "ModelfleetModelStalled" in alerts
+
+
+def test_dashboard_config_map_carries_the_dashboard(rendered: dict[str, Any]) -> None:
+    assert not [
+        c
+        for c in by_kind(rendered["defaults"], "ConfigMap")
+        if c["metadata"]["name"].endswith("-dashboard")
+    ]
+    (config_map,) = [
+        c
+        for c in by_kind(rendered["observability"], "ConfigMap")
+        if c["metadata"]["name"].endswith("-dashboard")
+    ]
+    metadata = config_map["metadata"]
+    assert metadata["labels"]["grafana_dashboard"] == "1"
+    assert metadata["labels"]["team"] == "ml"
+    assert metadata["annotations"] == {"grafana_folder": "modelfleet"}
+    assert metadata["namespace"] == "monitoring"
+    dashboard = json.loads((CHART / "dashboards/modelfleet.json").read_text())
+    assert json.loads(config_map["data"]["modelfleet.json"]) == dashboard

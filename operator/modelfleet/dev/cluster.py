@@ -90,14 +90,44 @@ class DevCluster:
         env["KWOK_KUBECTL_BINARY"] = str(binaries.kubectl)
         return env
 
-    def up(self, binaries: Binaries, *, gpu_nodes: int = 4, cpu_nodes: int = 2) -> None:
-        """Create the cluster (or reuse a running one), its nodes, storage and agent."""
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log, written when the cluster was created with a policy."""
+        return Path.home() / ".kwok" / "clusters" / self.name / "logs" / "audit.log"
+
+    def up(
+        self,
+        binaries: Binaries,
+        *,
+        gpu_nodes: int = 4,
+        cpu_nodes: int = 2,
+        audit_policy: Path | None = None,
+        disable_qps_limits: bool = False,
+        service_cidr: str | None = None,
+    ) -> None:
+        """Create the cluster (or reuse a running one), its nodes, storage and agent.
+
+        ``audit_policy`` turns on the API server's audit log (``audit_log``) and
+        ``disable_qps_limits`` lifts the client rate limits of the controller manager, scheduler
+        and kwok; ``service_cidr`` replaces the API server's default Service range (10.0.0.0/24:
+        about 250 Services). They take effect only when the cluster is created, not reused.
+        """
         self.state_dir.mkdir(parents=True, exist_ok=True)
         stages = self.state_dir / "stages.yaml"
         stages.write_text(resources.files("modelfleet.dev").joinpath("stages.yaml").read_text())
         env = self._env(binaries)
         started = time.monotonic()
         if not self.is_running(binaries):
+            options: list[str] = []
+            if audit_policy is not None:
+                options += ["--kube-audit-policy", str(audit_policy.resolve())]
+            if disable_qps_limits:
+                options.append("--disable-qps-limits")
+            if service_cidr is not None:
+                options += [
+                    "--extra-args",
+                    f"kube-apiserver=service-cluster-ip-range={service_cidr}",
+                ]
             subprocess.run(
                 [
                     str(binaries.kwokctl),
@@ -125,6 +155,7 @@ class DevCluster:
                     str(self.state_dir / "kwokctl-kubeconfig"),
                     "--wait",
                     "120s",
+                    *options,
                 ],
                 check=True,
                 env=env,
@@ -145,8 +176,8 @@ class DevCluster:
         self.kubectl(binaries, "wait", "--for=condition=Ready", "node", "--all", "--timeout=120s")
         LOG.info("cluster %s ready after %.1fs", self.name, time.monotonic() - started)
 
-    def is_running(self, binaries: Binaries) -> bool:
-        """Whether kwokctl knows a running cluster of this name."""
+    def exists(self, binaries: Binaries) -> bool:
+        """Whether kwokctl knows a cluster of this name, healthy or not."""
         result = subprocess.run(
             [str(binaries.kwokctl), "get", "clusters"],
             env=self._env(binaries),
@@ -154,7 +185,11 @@ class DevCluster:
             text=True,
             check=False,
         )
-        if self.name not in result.stdout.split():
+        return self.name in result.stdout.split()
+
+    def is_running(self, binaries: Binaries) -> bool:
+        """Whether kwokctl knows a cluster of this name and its API server is ready."""
+        if not self.exists(binaries):
             return False
         probe = subprocess.run(
             [str(binaries.kwokctl), "get", "kubeconfig", "--name", self.name],

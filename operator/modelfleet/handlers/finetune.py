@@ -21,7 +21,7 @@ from modelfleet.builders.training import (
 from modelfleet.conditions import ConditionType, Reason, find_condition, set_condition
 from modelfleet.handlers.identity import JOB_IDENTITIES
 from modelfleet.handlers.jobs import job_outcome
-from modelfleet.handlers.kube import CONFIG_MAP, FINETUNE_JOB, JOB, MODEL, POD, Kube, Manifest
+from modelfleet.handlers.kube import CONFIG_MAP, FINETUNE_JOB, JOB, MODEL, POD, PVC, Kube, Manifest
 from modelfleet.handlers.model import base_claim_name, now_text, status_changed
 from modelfleet.metrics import FINETUNE_RUNS
 from modelfleet.settings import OperatorSettings
@@ -44,6 +44,11 @@ def _dataset_problem(kube: Kube, job: FinetuneJob) -> str | None:
             "huggingface datasets are not supported yet; put the file in a ConfigMap or on a"
             " PersistentVolumeClaim"
         )
+    if (
+        dataset.pvc is not None
+        and kube.get(PVC, job.metadata.namespace, dataset.pvc.claim_name) is None
+    ):
+        return f'PersistentVolumeClaim "{dataset.pvc.claim_name}" not found'
     if dataset.config_map is not None:
         config_map = kube.get(CONFIG_MAP, job.metadata.namespace, dataset.config_map.name)
         if config_map is None:

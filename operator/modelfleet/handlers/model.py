@@ -169,6 +169,18 @@ def observe(kube: Kube, model: Model) -> Observed:
             f'StorageClass "{storage_class}" not found',
         )
     observed.claim = kube.get(PVC, namespace, weights_claim_name(model))
+    # A claim the Model does not create (pvc source, existingClaim) must exist; a fine-tune's
+    # claim is its base Model's and is judged there.
+    if (
+        observed.config_error is None
+        and observed.claim is None
+        and not needs_weights_claim(model)
+        and model.spec.source.finetune_job is None
+    ):
+        observed.config_error = (
+            Reason.CLAIM_NOT_FOUND,
+            f'PersistentVolumeClaim "{weights_claim_name(model)}" not found in {namespace}',
+        )
     if model.spec.source.finetune_job is not None:
         observed.finetune_job = kube.get(
             FINETUNE_JOB, namespace, model.spec.source.finetune_job.name
@@ -515,7 +527,12 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
         # Fine-tuned weights live on the base Model's claim.
         model = model.model_copy(deep=True)
         model.spec.storage.existing_claim = base_claim_name(base)
-    if needs_weights_claim(model) and observed.claim is None and observed.config_error is None:
+    if (
+        needs_weights_claim(model)
+        and model.spec.source.finetune_job is None
+        and observed.claim is None
+        and observed.config_error is None
+    ):
         plan.create.append(
             build_weights_claim(model, model.spec.storage.size or DEFAULT_CLAIM_SIZE)
         )
