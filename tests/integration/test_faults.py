@@ -142,11 +142,10 @@ def test_throttled_api_server_is_survived(
     try:
         wait_for(lambda: _api_healthy(cluster), timeout=90, message="the throttled API server")
         models.create(tiny_manifest(model_hub))
-        metrics_port = int(operator.env.get("MODELFLEET_HEALTH_PORT", "18081")) + 1000
 
         def throttled() -> bool:
             # Either kopf's own requests (it logs them) or a reconcile's (counted) got a 429.
-            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+            with urllib.request.urlopen(operator.metrics_url) as response:
                 text = response.read().decode()
             return 'code="429"' in text or "Too many requests" in operator.logs()
 

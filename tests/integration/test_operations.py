@@ -204,8 +204,7 @@ def test_metrics_are_served_and_valid(
 ) -> None:
     models.create(tiny_manifest(model_hub))
     models.wait_ready("tiny")
-    port = int(operator.env.get("MODELFLEET_HEALTH_PORT", "18081")) + 1000
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
         text = response.read().decode()
     for name in (
         "modelfleet_reconciles_total",

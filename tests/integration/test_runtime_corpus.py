@@ -130,8 +130,7 @@ def canary(
 
 def reconcile_errors(operator: OperatorProcess) -> float:
     """modelfleet_reconciles_total{result="error"} of the test's operator, all kinds."""
-    port = int(operator.env.get("MODELFLEET_HEALTH_PORT", "18081")) + 1000
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
         text = response.read().decode()
     return sum(
         sample.value

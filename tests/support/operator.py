@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tests.support.cluster import wait_for
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 class OperatorProcess:
@@ -24,19 +32,25 @@ class OperatorProcess:
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
-        self.env = env or {}
+        self.env = dict(env or {})
         self.args = args
+        # Free ports, chosen once: restarts keep them, parallel sessions do not collide.
+        self.env.setdefault("MODELFLEET_HEALTH_PORT", str(_free_port()))
+        self.env.setdefault("MODELFLEET_METRICS_PORT", str(_free_port()))
+
+    @property
+    def metrics_url(self) -> str:
+        """The operator's Prometheus endpoint."""
+        return f"http://127.0.0.1:{self.env['MODELFLEET_METRICS_PORT']}/metrics"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
         """Start the operator and wait for its liveness endpoint."""
-        port = self.env.get("MODELFLEET_HEALTH_PORT", "18081")
+        port = self.env["MODELFLEET_HEALTH_PORT"]
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "MODELFLEET_RESYNC_SECONDS": "30",
-            "MODELFLEET_HEALTH_PORT": port,
-            "MODELFLEET_METRICS_PORT": str(int(port) + 1000),
             **self.env,
         }
         log = self.log_path.open("ab")
