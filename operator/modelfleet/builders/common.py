@@ -174,3 +174,26 @@ def volume_mount(name: str, path: str, *, read_only: bool = False) -> dict[str, 
     if read_only:
         mount["readOnly"] = True
     return mount
+
+
+# The exit code of modelfleet's Job programs (downloader, trainer) for failures no retry can
+# help: repo not found, gated, invalid dataset...
+EXIT_PERMANENT = 2
+
+
+def pod_failure_policy(container_name: str) -> dict[str, Any]:
+    """A Job's podFailurePolicy: exit code 2 fails the Job at once; an evicted or preempted pod
+    is not the program's fault and spends no retry."""
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": container_name,
+                    "operator": "In",
+                    "values": [EXIT_PERMANENT],
+                },
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }

@@ -26,6 +26,7 @@ from modelfleet.builders.common import (
     model_name,
     model_namespace,
     object_meta,
+    pod_failure_policy,
     pod_security_context,
     secret_env_var,
     stamp_spec_hash,
@@ -45,8 +46,6 @@ from modelfleet.settings import OperatorSettings
 CONTAINER_NAME = "download"
 DOWNLOADER_COMMAND = ["python", "-m", "modelfleet.downloader"]
 TERMINATION_LOG = "/dev/termination-log"
-# The downloader's exit code for failures no retry can help (repo not found, gated, ...).
-EXIT_PERMANENT = 2
 # Attempts inside one pod; the Job's backoffLimit (spec.download.retries) counts pods.
 IN_PROCESS_ATTEMPTS = 3
 DEFAULT_RESOURCES: dict[str, Any] = {
@@ -102,20 +101,7 @@ def _job(
     if model.spec.download.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = model.spec.download.active_deadline_seconds
     # No ttlSecondsAfterFinished: the operator reads the finished Job's result, then deletes it.
-    spec["podFailurePolicy"] = {
-        "rules": [
-            {
-                "action": "FailJob",
-                "onExitCodes": {
-                    "containerName": CONTAINER_NAME,
-                    "operator": "In",
-                    "values": [EXIT_PERMANENT],
-                },
-            },
-            # An evicted or preempted pod is not the download's fault: do not spend a retry.
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-        ]
-    }
+    spec["podFailurePolicy"] = pod_failure_policy(CONTAINER_NAME)
     spec["template"] = {
         "metadata": {"labels": labels(model, component)},
         "spec": {

@@ -16,6 +16,7 @@ from modelfleet.builders.common import (
     claim_volume,
     container_security_context,
     env_var,
+    pod_failure_policy,
     pod_security_context,
     stamp_spec_hash,
     tmp_volume,
@@ -28,7 +29,6 @@ FINETUNE_LABEL = "modelfleet.io/finetunejob"
 CONTAINER_NAME = "train"
 TRAINER_COMMAND = ["python", "-m", "modelfleet.trainer"]
 TERMINATION_LOG = "/dev/termination-log"
-EXIT_PERMANENT = 2
 BASE_VOLUME = "base"
 OUTPUT_VOLUME = "output"
 DATASET_VOLUME = "dataset"
@@ -131,19 +131,7 @@ def build_training_job(
     }
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.retries,
-        "podFailurePolicy": {
-            "rules": [
-                {
-                    "action": "FailJob",
-                    "onExitCodes": {
-                        "containerName": CONTAINER_NAME,
-                        "operator": "In",
-                        "values": [EXIT_PERMANENT],
-                    },
-                },
-                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-            ]
-        },
+        "podFailurePolicy": pod_failure_policy(CONTAINER_NAME),
         "template": {
             "metadata": {"labels": finetune_labels(job)},
             "spec": {
