@@ -37,12 +37,12 @@ class OperatorProcess:
         # Free ports, chosen once: restarts keep them, parallel sessions do not collide.
         self.env.setdefault("MODELFLEET_HEALTH_PORT", str(_free_port()))
         self.env.setdefault("MODELFLEET_METRICS_PORT", str(_free_port()))
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def metrics_url(self) -> str:
         """The operator's Prometheus endpoint."""
         return f"http://127.0.0.1:{self.env['MODELFLEET_METRICS_PORT']}/metrics"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
         """Start the operator and wait for its liveness endpoint."""

@@ -585,11 +585,16 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
         "revisions": revisions[: model.spec.storage.keep_revisions],
         "serving": serving.status,
         "summary": {
-            "revision": _short(resolved),
-            "progress": _progress_text(download, weights.downloaded),
-            "replicas": f"{serving.status['readyReplicas']}/{desired_replicas}"
-            if serving.status is not None
-            else None,
+            key: value
+            for key, value in {
+                "revision": _short(resolved),
+                "progress": _progress_text(download, weights.downloaded),
+                "replicas": f"{serving.status['readyReplicas']}/{desired_replicas}"
+                if serving.status is not None
+                else None,
+            }.items()
+            # A None would be written as a deletion and never compare equal to what is stored.
+            if value is not None
         },
     }
     if weights.download_status:
@@ -607,10 +612,19 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
     return plan
 
 
+def _without_none(value: Any) -> Any:
+    """What a JSON merge patch of ``value`` leaves stored: keys set to None are deleted."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    return value
+
+
 def status_changed(model_body: Manifest, status: dict[str, Any]) -> bool:
-    """Whether writing ``status`` would change anything."""
+    """Whether merge-patching ``status`` would change what is stored."""
     current = model_body.get("status") or {}
-    return any(current.get(k) != v for k, v in status.items())
+    return any(current.get(k) != _without_none(v) for k, v in status.items())
 
 
 # -- metrics ---------------------------------------------------------------------------------
