@@ -493,9 +493,10 @@ def _serving_state(
 def _transition_events(
     before: list[dict[str, Any]], after: list[dict[str, Any]]
 ) -> list[tuple[str, str, str]]:
-    """(type, reason, message) for each condition that changed status or reason."""
+    """(type, reason, message) for the conditions that changed status or reason; transitions
+    that share a reason in one reconcile share one Event naming them all."""
     previous = {c["type"]: (c.get("status"), c.get("reason")) for c in before}
-    events = []
+    grouped: dict[str, list[dict[str, Any]]] = {}
     for c in after:
         # Reconciling mirrors Ready, and a Stalled=False needs no announcement.
         if c["type"] == ConditionType.RECONCILING or (
@@ -503,14 +504,13 @@ def _transition_events(
         ):
             continue
         if previous.get(c["type"]) != (c["status"], c["reason"]):
-            warning = c["reason"] in STALLED_REASONS or c["reason"] == Reason.UNSCHEDULABLE
-            events.append(
-                (
-                    "Warning" if warning else "Normal",
-                    c["reason"],
-                    f"{c['type']}={c['status']}: {c['message']}",
-                )
-            )
+            grouped.setdefault(c["reason"], []).append(c)
+    events = []
+    for reason, changed in grouped.items():
+        warning = reason in STALLED_REASONS or reason == Reason.UNSCHEDULABLE
+        states = ", ".join(f"{c['type']}={c['status']}" for c in changed)
+        message = next((c["message"] for c in changed if c["message"]), "")
+        events.append(("Warning" if warning else "Normal", reason, f"{states}: {message}"))
     return events
 
 
