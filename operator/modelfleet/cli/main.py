@@ -9,6 +9,7 @@ import typer
 
 from modelfleet import crdgen
 from modelfleet.cli.dev import dev_app
+from modelfleet.cli.finetune import finetune_app
 from modelfleet.cli.model import model_app
 from modelfleet.settings import get_settings
 
@@ -20,6 +21,7 @@ app = typer.Typer(
 
 app.add_typer(dev_app, name="dev")
 app.add_typer(model_app, name="model")
+app.add_typer(finetune_app, name="finetune")
 
 
 @app.callback()
