@@ -8,6 +8,7 @@ Model's ``status.download`` at a bounded rate. Its Role allows only ``patch`` on
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -146,7 +147,8 @@ class StatusReporter:
         try:
             config.load_incluster_config()
         except config.ConfigException:
-            config.load_kube_config()
+            # KUBECONFIG is read now: the client's own default froze it at import time.
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         return client.CustomObjectsApi()
 
     def patch_now(self) -> None:

@@ -9,6 +9,7 @@ patch is logged and never fails training.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -97,7 +98,8 @@ class StatusReporter:
         try:
             config.load_incluster_config()
         except config.ConfigException:
-            config.load_kube_config()
+            # KUBECONFIG is read now: the client's own default froze it at import time.
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         return client.CustomObjectsApi()
 
     def patch_now(self) -> None:
