@@ -8,13 +8,14 @@ Model's ``status.download`` at a bounded rate. Its Role allows only ``patch`` on
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
+
+from modelfleet.kubeconfig import load_kube_credentials
 
 LOG = logging.getLogger(__name__)
 
@@ -141,14 +142,10 @@ class StatusReporter:
         self.patches_sent = 0
 
     def _connect(self) -> Any:
-        # Imported lazily: the CLI and verify mode never need the kubernetes client.
-        from kubernetes import client, config  # noqa: PLC0415
+        # Imported lazily: only a Job with a status target needs the kubernetes client.
+        from kubernetes import client  # noqa: PLC0415
 
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            # KUBECONFIG is read now: the client's own default froze it at import time.
-            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+        load_kube_credentials()
         return client.CustomObjectsApi()
 
     def patch_now(self) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import kopf
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
@@ -30,6 +29,7 @@ from modelfleet.handlers import model as model_reconciler
 from modelfleet.handlers.events import EventRecorder
 from modelfleet.handlers.finetune import reconcile_finetune
 from modelfleet.handlers.kube import Kube
+from modelfleet.kubeconfig import load_kube_credentials
 from modelfleet.metrics import MODEL_CONDITIONS, RECONCILE_DURATION, RECONCILES
 from modelfleet.settings import OperatorSettings, get_settings
 
@@ -83,11 +83,7 @@ def runtime() -> Runtime:
 
 
 def _api_client() -> client.ApiClient:
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        # KUBECONFIG is read now: the client's own default froze it at import time.
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    load_kube_credentials()
     return client.ApiClient()
 
 

@@ -9,12 +9,13 @@ patch is logged and never fails training.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
+
+from modelfleet.kubeconfig import load_kube_credentials
 
 LOG = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "modelfleet.io", "v1alpha1", "finetunejobs"
@@ -93,13 +94,10 @@ class StatusReporter:
         self.patches_sent = 0
 
     def _connect(self) -> Any:
-        from kubernetes import client, config  # noqa: PLC0415 - only Jobs with a target need it
+        # Imported lazily: only a Job with a status target needs the kubernetes client.
+        from kubernetes import client  # noqa: PLC0415
 
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            # KUBECONFIG is read now: the client's own default froze it at import time.
-            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+        load_kube_credentials()
         return client.CustomObjectsApi()
 
     def patch_now(self) -> None:
