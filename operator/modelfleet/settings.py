@@ -44,6 +44,9 @@ class OperatorSettings(BaseSettings):
     priority: int = Field(default_factory=lambda: random.randint(1, 1_000_000))
     """Peering priority; the highest acts. Random by default so that replicas never tie (kopf
     pauses every operator of a tied priority)."""
+    peering_lifetime_seconds: int = Field(default=60, ge=5)
+    """How long a replica's peering record counts after its last heartbeat: a standby takes over
+    this long after the active replica died."""
     standalone: bool = True
     """Run without peering (one replica); the chart turns peering on for several replicas."""
     max_workers: int = 8

@@ -14,7 +14,7 @@ from kubernetes import client, config
 
 from tests.hubserver.__main__ import demo_hub
 from tests.hubserver.server import HubServer
-from tests.support.chart import CHART, chart_operator_kubeconfig, helm
+from tests.support.chart import chart_credentials
 from tests.support.cluster import REPO_ROOT, TestCluster, tool_path, wait_for
 from tests.support.operator import OperatorProcess
 
@@ -120,52 +120,6 @@ def model_hub() -> Iterator[HubServer]:
         hub.stop()
 
 
-OPERATOR_NAMESPACE = "modelfleet-system"
-OPERATOR_RELEASE = "modelfleet"
-
-
-def _chart_credentials(cluster: TestCluster, directory: Path) -> Path:
-    """Install the chart (without its CRDs, already applied) and return a kubeconfig holding a
-    token of the chart's ServiceAccount: the operator then has exactly the chart's rights."""
-    kubectl = tool_path("kubectl")
-    namespace = subprocess.run(
-        [
-            kubectl,
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "create",
-            "namespace",
-            OPERATOR_NAMESPACE,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert namespace.returncode == 0 or "AlreadyExists" in namespace.stderr, namespace.stderr
-    helm(
-        "upgrade",
-        "--install",
-        OPERATOR_RELEASE,
-        str(CHART),
-        "--kubeconfig",
-        str(cluster.kubeconfig),
-        "--namespace",
-        OPERATOR_NAMESPACE,
-        "--skip-crds",
-        "--set",
-        "replicaCount=1",
-        "--timeout",
-        "120s",
-        timeout=180,
-    )
-    return chart_operator_kubeconfig(
-        cluster.kubeconfig,
-        OPERATOR_NAMESPACE,
-        OPERATOR_RELEASE,  # the chart's fullname, hence its ServiceAccount, for this release
-        directory / "operator-kubeconfig",
-    )
-
-
 @pytest.fixture(scope="session")
 def operator(
     cluster: TestCluster, crds: None, tmp_path_factory: pytest.TempPathFactory
@@ -179,7 +133,7 @@ def operator(
     if os.environ.get("MODELFLEET_TEST_OPERATOR_CREDENTIALS") == "admin":
         kubeconfig = cluster.kubeconfig
     else:
-        kubeconfig = _chart_credentials(cluster, directory)
+        kubeconfig = chart_credentials(cluster.kubeconfig, directory)
     log = directory / "operator.log"
     process = OperatorProcess(kubeconfig, log).start()
     try:

@@ -36,14 +36,14 @@ NAMESPACED_RULES: Rules = _rules(
     ("modelfleet.io", ["models/status"], ["get", "patch"]),
     ("modelfleet.io", ["finetunejobs"], ["get", "list", "watch", "patch"]),
     ("modelfleet.io", ["finetunejobs/status"], ["get", "patch"]),
-    ("", ["persistentvolumeclaims"], ["get", "create"]),
+    ("", ["persistentvolumeclaims"], ["list", "watch", "create"]),
     ("", ["pods"], ["list", "watch"]),
-    ("", ["services"], ["get", "create", "patch"]),
+    ("", ["services"], ["list", "watch", "create", "patch"]),
     ("", ["secrets"], ["get"]),
     ("", ["configmaps"], ["get"]),
     ("", ["serviceaccounts"], ["get", "create", "patch"]),
-    ("batch", ["jobs"], ["get", "list", "watch", "create", "delete"]),
-    ("apps", ["deployments"], ["get", "list", "watch", "create", "patch"]),
+    ("batch", ["jobs"], ["list", "watch", "create", "delete"]),
+    ("apps", ["deployments"], ["list", "watch", "create", "patch"]),
     ("events.k8s.io", ["events"], ["create"]),
     ("rbac.authorization.k8s.io", ["roles", "rolebindings"], ["get", "create", "patch"]),
 )
@@ -200,3 +200,50 @@ def chart_operator_kubeconfig(
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path
+
+
+OPERATOR_NAMESPACE = "modelfleet-system"
+OPERATOR_RELEASE = "modelfleet"
+
+
+def chart_credentials(kubeconfig: Path, directory: Path, *sets: str) -> Path:
+    """Install the chart (without its CRDs, already applied) and return a kubeconfig holding a
+    token of the chart's ServiceAccount: the operator then has exactly the chart's rights.
+    ``sets`` are extra ``--set`` values (``peering.enabled=true``)."""
+    namespace = subprocess.run(
+        [
+            tool_path("kubectl"),
+            "--kubeconfig",
+            str(kubeconfig),
+            "create",
+            "namespace",
+            OPERATOR_NAMESPACE,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert namespace.returncode == 0 or "AlreadyExists" in namespace.stderr, namespace.stderr
+    helm(
+        "upgrade",
+        "--install",
+        OPERATOR_RELEASE,
+        str(CHART),
+        "--kubeconfig",
+        str(kubeconfig),
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        "--skip-crds",
+        "--set",
+        "replicaCount=1",
+        *[arg for value in sets for arg in ("--set", value)],
+        "--timeout",
+        "120s",
+        timeout=180,
+    )
+    return chart_operator_kubeconfig(
+        kubeconfig,
+        OPERATOR_NAMESPACE,
+        OPERATOR_RELEASE,  # the chart's fullname, hence its ServiceAccount, for this release
+        directory / "operator-kubeconfig",
+    )

@@ -9,6 +9,7 @@ drift. Failed reconciles back off exponentially, capped at ``retry_max_seconds``
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -26,9 +27,10 @@ from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.builders.common import MANAGED_BY, MODEL_LABEL
 from modelfleet.builders.training import FINETUNE_LABEL
 from modelfleet.handlers import model as model_reconciler
+from modelfleet.handlers.cache import CACHED, CachedKube, ObjectCache
 from modelfleet.handlers.events import EventRecorder
 from modelfleet.handlers.finetune import reconcile_finetune
-from modelfleet.handlers.kube import Kube
+from modelfleet.handlers.kube import FINETUNE_JOB, MODEL, PVC, Kube, Resource
 from modelfleet.kubeconfig import load_kube_credentials
 from modelfleet.metrics import MODEL_CONDITIONS, RECONCILE_DURATION, RECONCILES
 from modelfleet.settings import OperatorSettings, get_settings
@@ -47,6 +49,7 @@ class Wakeups:
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._gone: set[str] = set()
 
     def event(self, kind: str, namespace: str, name: str) -> asyncio.Event:
         """The wake-up event of an object."""
@@ -57,9 +60,20 @@ class Wakeups:
         if namespace and name:
             self._events[f"{kind}/{namespace}/{name}"].set()
 
+    def gone(self, kind: str, namespace: str | None, name: str | None) -> None:
+        """The object was deleted: its worker ends at its next wake-up."""
+        if namespace and name:
+            self._gone.add(f"{kind}/{namespace}/{name}")
+            self.wake(kind, namespace, name)
+
+    def is_gone(self, kind: str, namespace: str, name: str) -> bool:
+        """Whether the object was deleted."""
+        return f"{kind}/{namespace}/{name}" in self._gone
+
     def forget(self, kind: str, namespace: str, name: str) -> None:
-        """Drop the event of a deleted object."""
+        """Drop what is kept about a deleted object."""
         self._events.pop(f"{kind}/{namespace}/{name}", None)
+        self._gone.discard(f"{kind}/{namespace}/{name}")
 
 
 class Runtime:
@@ -67,7 +81,8 @@ class Runtime:
 
     def __init__(self, settings: OperatorSettings, api: client.ApiClient) -> None:
         self.settings = settings
-        self.kube = Kube(api, timeout=settings.request_timeout_seconds)
+        self.cache = ObjectCache()
+        self.kube = CachedKube(Kube(api, timeout=settings.request_timeout_seconds), self.cache)
         self.emit = EventRecorder(self.kube)
         self.wakeups = Wakeups()
 
@@ -85,6 +100,15 @@ def runtime() -> Runtime:
 def _api_client() -> client.ApiClient:
     load_kube_credentials()
     return client.ApiClient()
+
+
+def _quiet_per_object(record: logging.LogRecord) -> bool:
+    """kopf logs a line per handled event of every object, noise at scale; keep its warnings
+    and errors, and which replica acts (the peering object's lines)."""
+    if record.levelno >= logging.WARNING:
+        return True
+    ref = getattr(record, "k8s_ref", None) or {}
+    return str(ref.get("kind") or "").endswith("KopfPeering")
 
 
 @kopf.on.startup()
@@ -109,9 +133,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.name = ours.peering_name
     settings.peering.standalone = ours.standalone
     settings.peering.mandatory = not ours.standalone
+    settings.peering.priority = ours.priority
+    settings.peering.lifetime = ours.peering_lifetime_seconds
     settings.execution.max_workers = ours.max_workers
-    # One line per handled event is noise at scale; keep warnings and errors.
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(_quiet_per_object)
     _runtime = Runtime(ours, _api_client())
     metrics.serve(ours.metrics_port)
 
@@ -129,9 +154,9 @@ def _plain(body: Any) -> dict[str, Any]:
 
 
 Reconciler = Callable[[Kube, dict[str, Any], OperatorSettings, EventRecorder], float | None]
-RECONCILERS: dict[str, Reconciler] = {
-    "Model": model_reconciler.reconcile,
-    "FinetuneJob": reconcile_finetune,
+RECONCILERS: dict[str, tuple[Resource, Reconciler]] = {
+    "Model": (MODEL, model_reconciler.reconcile),
+    "FinetuneJob": (FINETUNE_JOB, reconcile_finetune),
 }
 
 
@@ -140,17 +165,18 @@ async def _work(
 ) -> None:
     """Reconcile one object whenever it or a child changes, and at least every resync period."""
     rt = runtime()
-    reconcile = RECONCILERS[kind]
+    resource, reconcile = RECONCILERS[kind]
     wake = rt.wakeups.event(kind, namespace, name)
     loop = asyncio.get_running_loop()
     failures = 0
     try:
-        while not stopped:
+        while not stopped and not rt.wakeups.is_gone(kind, namespace, name):
             wake.clear()
             started = time.monotonic()
             try:
+                latest = rt.kube.fresher(resource, _plain(body))
                 delay = await loop.run_in_executor(
-                    None, reconcile, rt.kube, _plain(body), rt.settings, rt.emit
+                    None, reconcile, rt.kube, latest, rt.settings, rt.emit
                 )
                 failures = 0
                 RECONCILES.labels(kind, "success").inc()
@@ -174,8 +200,10 @@ async def _work(
             except TimeoutError:
                 pass
     finally:
-        if stopped.reason is not None and stopped.reason.name == "DONE":
+        gone = rt.wakeups.is_gone(kind, namespace, name)
+        if gone or (stopped.reason is not None and stopped.reason.name == "DONE"):
             rt.wakeups.forget(kind, namespace, name)
+            rt.cache.remove(resource, namespace, name)
             if kind == "Model":
                 MODEL_CONDITIONS.forget(f"{namespace}/{name}")
 
@@ -196,30 +224,82 @@ async def finetune_worker(
     await _work("FinetuneJob", body, name, namespace or "", stopped)
 
 
+def _without_finalizer(*workers: Callable[..., Any]) -> None:
+    """Let the workers run without kopf's finalizer on their objects.
+
+    kopf blocks the deletion of every object with a daemon until the daemon has stopped, which
+    costs a finalizer patch per object. Nothing of ours needs it: children are owned and
+    garbage-collected, and a worker ends by itself when the watch reports its object deleted
+    (``Wakeups.gone``). kopf removes the finalizer from objects that still carry it.
+    """
+    spawning = kopf.get_default_registry()._spawning
+    spawning._handlers = [
+        dataclasses.replace(handler, requires_finalizer=False)
+        if getattr(handler, "fn", None) in workers
+        else handler
+        for handler in spawning._handlers
+    ]
+
+
+_without_finalizer(model_worker, finetune_worker)
+
+
 @kopf.on.event(GROUP, VERSION, "models")
-def model_changed(name: str, namespace: str | None, **_: Any) -> None:
+def model_changed(name: str, namespace: str | None, type: str | None, **_: Any) -> None:
     """Wake the Model's worker on any change of the Model."""
-    runtime().wakeups.wake("Model", namespace, name)
+    wakeups = runtime().wakeups
+    if type == "DELETED":
+        wakeups.gone("Model", namespace, name)
+    else:
+        wakeups.wake("Model", namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, "finetunejobs")
-def finetune_changed(name: str, namespace: str | None, spec: kopf.Spec, **_: Any) -> None:
+def finetune_changed(
+    name: str, namespace: str | None, spec: kopf.Spec, type: str | None, **_: Any
+) -> None:
     """Wake the FinetuneJob's worker, and the Model it promotes into (which serves its output)."""
     wakeups = runtime().wakeups
-    wakeups.wake("FinetuneJob", namespace, name)
+    if type == "DELETED":
+        wakeups.gone("FinetuneJob", namespace, name)
+    else:
+        wakeups.wake("FinetuneJob", namespace, name)
     promote = spec.get("promote") or {}
     wakeups.wake("Model", namespace, promote.get("modelName"))
 
 
-def _wake_owner(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
-    wakeups = runtime().wakeups
-    wakeups.wake("Model", namespace, labels.get(MODEL_LABEL))
-    wakeups.wake("FinetuneJob", namespace, labels.get(FINETUNE_LABEL))
+def _cache_child(resource: Resource) -> Callable[..., None]:
+    def remember(body: kopf.Body, **_: Any) -> None:
+        obj = _plain(body)
+        obj["metadata"].pop("managedFields", None)
+        runtime().cache.put(resource, obj)
+
+    return remember
 
 
-for _group, _version, _plural in (
-    ("batch", "v1", "jobs"),
-    ("apps", "v1", "deployments"),
-    ("", "v1", "pods"),
-):
-    kopf.on.event(_group, _version, _plural, labels=MANAGED)(_wake_owner)
+def _child_changed(resource: Resource) -> Callable[..., None]:
+    def changed(
+        type: str | None, name: str, namespace: str | None, labels: kopf.Labels, **_: Any
+    ) -> None:
+        rt = runtime()
+        if type == "DELETED":
+            rt.cache.remove(resource, namespace, name)
+        rt.wakeups.wake("Model", namespace, labels.get(MODEL_LABEL))
+        rt.wakeups.wake("FinetuneJob", namespace, labels.get(FINETUNE_LABEL))
+
+    return changed
+
+
+# The children the reconcile reads from the cache. Index handlers fill it: kopf runs them for
+# the initial listing of every kind before it starts any worker. Claims are not all ours (a
+# Model may name an existing one), so every claim is watched; the rest only when ours.
+for _resource in CACHED:
+    _group, _, _version = _resource.api_version.rpartition("/")
+    _labels = None if _resource == PVC else MANAGED
+    _plural = _resource.plural
+    kopf.index(_group, _version, _plural, labels=_labels, id=f"cache-{_plural}")(
+        _cache_child(_resource)
+    )
+    kopf.on.event(_group, _version, _plural, labels=_labels, id=f"changed-{_plural}")(
+        _child_changed(_resource)
+    )

@@ -1,0 +1,173 @@
+"""What the operator knows of its children without asking: an in-memory copy fed by watches.
+
+A reconcile reads a Model's Jobs, pods, Deployment, Service and claim from here instead of
+sending a GET or LIST each time, so a reconcile that changes nothing sends nothing, and the
+cost of a reconcile does not grow with the number of objects in a namespace. kopf fills it
+(index handlers, which kopf runs to completion for every watched kind before any other handler,
+so a reconcile never sees a half-filled copy), and every write the operator makes is put in at
+once from the server's reply, so the next reconcile sees it before its watch event arrives.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from modelfleet.handlers.kube import (
+    DEPLOYMENT,
+    FINETUNE_JOB,
+    JOB,
+    MODEL,
+    POD,
+    PVC,
+    SERVICE,
+    Kube,
+    Manifest,
+    Resource,
+    resource_of,
+)
+
+CACHED = (JOB, POD, DEPLOYMENT, SERVICE, PVC)
+"""Kinds read only from the cache; the watches that fill it are set up in ``operator.py``."""
+
+Key = tuple[str, str, str]
+
+
+def _version(obj: Manifest) -> int | None:
+    """The resourceVersion as a number, when it is one (etcd revisions are)."""
+    text = str(obj.get("metadata", {}).get("resourceVersion") or "")
+    return int(text) if text.isdigit() else None
+
+
+def newer(candidate: Manifest, current: Manifest | None) -> bool:
+    """Whether ``candidate`` is a later state of the object than ``current``."""
+    if current is None:
+        return True
+    a, b = _version(candidate), _version(current)
+    return a is None or b is None or a >= b
+
+
+def _matches(obj: Manifest, selector: dict[str, str]) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def parse_selector(selector: str | None) -> dict[str, str]:
+    """An equality-based label selector (``a=b,c=d``) as a dict."""
+    pairs = [term.split("=", 1) for term in (selector or "").split(",") if term]
+    if any(len(pair) != 2 or pair[1].startswith("=") or pair[0].endswith("!") for pair in pairs):
+        raise ValueError(f"only equality selectors are cached: {selector!r}")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+class ObjectCache:
+    """Objects by kind, namespace and name; safe to read from the reconcile threads."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, dict[tuple[str, str], Manifest]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, resource: Resource, obj: Manifest) -> None:
+        """Store ``obj`` unless a later state of it is stored already."""
+        meta = obj.get("metadata", {})
+        key = (meta.get("namespace") or "", meta["name"])
+        with self._lock:
+            objects = self._objects.setdefault(resource.plural, {})
+            if newer(obj, objects.get(key)):
+                objects[key] = obj
+
+    def remove(self, resource: Resource, namespace: str | None, name: str) -> None:
+        """Forget a deleted object."""
+        with self._lock:
+            self._objects.get(resource.plural, {}).pop((namespace or "", name), None)
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> Manifest | None:
+        """The stored object, or None."""
+        with self._lock:
+            return self._objects.get(resource.plural, {}).get((namespace or "", name))
+
+    def list(
+        self, resource: Resource, namespace: str | None, label_selector: str | None = None
+    ) -> list[Manifest]:
+        """Stored objects of a kind in a namespace whose labels match the selector."""
+        selector = parse_selector(label_selector)
+        with self._lock:
+            objects = list(self._objects.get(resource.plural, {}).items())
+        return [
+            obj
+            for (ns, _), obj in sorted(objects, key=lambda item: item[0])
+            if (namespace is None or ns == namespace) and _matches(obj, selector)
+        ]
+
+    def count(self, resource: Resource) -> int:
+        """How many objects of a kind are stored."""
+        with self._lock:
+            return len(self._objects.get(resource.plural, {}))
+
+
+class CachedKube(Kube):
+    """The operator's client: cached kinds are read from the cache, writes go through to it.
+
+    Reads of other kinds (Secrets, StorageClasses, Models, FinetuneJobs named by a spec) go to
+    the API server; they happen only for Models that reference such an object.
+    """
+
+    def __init__(self, kube: Kube, cache: ObjectCache) -> None:
+        super().__init__(kube.api, timeout=kube.timeout)
+        self.cache = cache
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> Manifest | None:
+        """The object from the cache when its kind is cached, else from the API server."""
+        if resource in CACHED:
+            return self.cache.get(resource, namespace, name)
+        return super().get(resource, namespace, name)
+
+    def list(
+        self, resource: Resource, namespace: str | None, label_selector: str | None = None
+    ) -> list[Manifest]:
+        """Objects from the cache when their kind is cached, else from the API server."""
+        if resource in CACHED:
+            return self.cache.list(resource, namespace, label_selector)
+        return super().list(resource, namespace, label_selector)
+
+    def _remember(self, resource: Resource, obj: Any) -> None:
+        remembered = resource in CACHED or resource in (MODEL, FINETUNE_JOB)
+        if remembered and isinstance(obj, dict) and obj.get("metadata", {}).get("name"):
+            self.cache.put(resource, obj)
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        """Server-side apply, remembering the result."""
+        result = super().apply(manifest)
+        self._remember(resource_of(manifest), result)
+        return result
+
+    def create(self, resource: Resource, namespace: str | None, body: Manifest) -> Manifest:
+        """Create, remembering the result."""
+        result = super().create(resource, namespace, body)
+        self._remember(resource, result)
+        return result
+
+    def delete(self, resource: Resource, namespace: str | None, name: str) -> bool:
+        """Delete, and forget the object (its watch event may come later)."""
+        gone = super().delete(resource, namespace, name)
+        if resource in CACHED:
+            self.cache.remove(resource, namespace, name)
+        return gone
+
+    def patch_status(
+        self, resource: Resource, namespace: str, name: str, status: dict[str, Any]
+    ) -> Manifest:
+        """Patch the status, remembering the object it produced (see ``fresher``)."""
+        result = super().patch_status(resource, namespace, name, status)
+        self._remember(resource, result)
+        return result
+
+    def fresher(self, resource: Resource, body: Manifest) -> Manifest:
+        """``body`` (from a watch), or the object our own last write produced when that is
+        later: a reconcile woken before the watch shows our status patch must not repeat it."""
+        meta = body.get("metadata", {})
+        ours = self.cache.get(resource, meta.get("namespace"), meta.get("name", ""))
+        same = ours is not None and ours["metadata"].get("uid") == meta.get("uid")
+        if same and ours is not None and newer(ours, body) and _version(ours) != _version(body):
+            return ours
+        return body

@@ -1,0 +1,68 @@
+"""The in-memory copy of the children: ordering by resourceVersion, selectors, no finalizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import pytest
+
+from modelfleet.handlers import operator as operator_module
+from modelfleet.handlers.cache import ObjectCache, parse_selector
+from modelfleet.handlers.kube import JOB, POD
+
+pytestmark = pytest.mark.unit
+
+
+def _obj(name: str, rv: str, namespace: str = "ns", **labels: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": rv, "labels": labels}
+    }
+
+
+def test_an_older_state_never_replaces_a_newer_one() -> None:
+    cache = ObjectCache()
+    cache.put(JOB, _obj("a", "20", state="created-by-us"))
+    cache.put(JOB, _obj("a", "7", state="late-watch-event"))
+    assert cache.get(JOB, "ns", "a")["metadata"]["labels"] == {"state": "created-by-us"}
+    cache.put(JOB, _obj("a", "21", state="next"))
+    assert cache.get(JOB, "ns", "a")["metadata"]["labels"] == {"state": "next"}
+
+
+def test_list_filters_by_namespace_and_every_label() -> None:
+    cache = ObjectCache()
+    cache.put(POD, _obj("p1", "1", **{"modelfleet.io/model": "m", "job-name": "j"}))
+    cache.put(POD, _obj("p2", "2", **{"modelfleet.io/model": "m"}))
+    cache.put(POD, _obj("p3", "3", namespace="other", **{"modelfleet.io/model": "m"}))
+    names = [p["metadata"]["name"] for p in cache.list(POD, "ns", "modelfleet.io/model=m")]
+    assert names == ["p1", "p2"]
+    assert [
+        p["metadata"]["name"] for p in cache.list(POD, "ns", "modelfleet.io/model=m,job-name=j")
+    ] == ["p1"]
+    assert cache.list(JOB, "ns") == []
+
+
+def test_remove_forgets_and_kinds_are_separate() -> None:
+    cache = ObjectCache()
+    cache.put(JOB, _obj("a", "1"))
+    cache.put(POD, _obj("a", "1"))
+    cache.remove(JOB, "ns", "a")
+    assert cache.get(JOB, "ns", "a") is None
+    assert cache.get(POD, "ns", "a") is not None
+
+
+@pytest.mark.parametrize("selector", ["a!=b", "a==b", "a in (b)"])
+def test_selectors_the_cache_cannot_answer_are_refused(selector: str) -> None:
+    with pytest.raises(ValueError, match="equality"):
+        parse_selector(selector)
+
+
+def test_workers_do_not_put_a_finalizer_on_models() -> None:
+    registry = kopf.get_default_registry()
+    daemons = {
+        handler.fn: handler
+        for handler in registry._spawning.get_all_handlers()
+        if handler.fn in (operator_module.model_worker, operator_module.finetune_worker)
+    }
+    assert len(daemons) == 2
+    assert all(not handler.requires_finalizer for handler in daemons.values())
