@@ -348,7 +348,8 @@ class ProcessSampler:
 
 
 def operator_counters(port: int) -> dict[str, float]:
-    """modelfleet_api_requests_total by (verb, resource), from the metrics endpoint."""
+    """modelfleet_api_requests_total by (verb, resource) and modelfleet_reconciles_total by
+    (kind, result), from the metrics endpoint."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
@@ -356,9 +357,9 @@ def operator_counters(port: int) -> dict[str, float]:
         return {}
     counters: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("modelfleet_api_requests_total{"):
+        if line.startswith(("modelfleet_api_requests_total{", "modelfleet_reconciles_total{")):
             labels, value = line.rsplit(" ", 1)
-            counters[labels[len("modelfleet_api_requests_total") :]] = float(value)
+            counters[labels.removeprefix("modelfleet_api_requests_total")] = float(value)
     return counters
 
 

@@ -29,6 +29,9 @@ class OperatorSettings(BaseSettings):
     finetunejobs/status."""
     resync_seconds: float = 300.0
     """Period of the drift-detecting timer."""
+    status_progress_seconds: float = Field(default=5.0, ge=0)
+    """A status change that is only progress (replica counts, messages, download percentage; no
+    condition changing status or reason) is written at most this often per object."""
     watch_timeout_seconds: int = 300
     """Server-side timeout of each watch request; the watch is then re-established."""
     request_timeout_seconds: float = 30.0

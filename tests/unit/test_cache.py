@@ -66,3 +66,25 @@ def test_workers_do_not_put_a_finalizer_on_models() -> None:
     }
     assert len(daemons) == 2
     assert all(not handler.requires_finalizer for handler in daemons.values())
+
+
+def test_indexed_lists_follow_label_changes_and_removal() -> None:
+    cache = ObjectCache(indexed_labels=("modelfleet.io/model",))
+    cache.put(POD, _obj("p1", "1", **{"modelfleet.io/model": "a", "role": "x"}))
+    cache.put(POD, _obj("p2", "2", **{"modelfleet.io/model": "a", "role": "y"}))
+    cache.put(POD, _obj("p3", "3", **{"modelfleet.io/model": "b"}))
+    assert [p["metadata"]["name"] for p in cache.list(POD, "ns", "modelfleet.io/model=a")] == [
+        "p1",
+        "p2",
+    ]
+    assert [
+        p["metadata"]["name"] for p in cache.list(POD, "ns", "modelfleet.io/model=a,role=y")
+    ] == ["p2"]
+    cache.put(POD, _obj("p1", "4", **{"modelfleet.io/model": "b"}))  # relabelled
+    cache.remove(POD, "ns", "p2")
+    assert cache.list(POD, "ns", "modelfleet.io/model=a") == []
+    assert [p["metadata"]["name"] for p in cache.list(POD, "ns", "modelfleet.io/model=b")] == [
+        "p1",
+        "p3",
+    ]
+    assert cache.count(POD) == 2

@@ -14,8 +14,9 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from modelfleet.dev.podrunner import PodRunner
+from modelfleet.dev.podrunner import LABEL_SELECTOR, UNFINISHED, PodRunner
 from modelfleet.dev.provisioner import LocalPathProvisioner
+from modelfleet.dev.reflector import Reflector
 
 LOG = logging.getLogger(__name__)
 
@@ -35,27 +36,45 @@ class _WithTimeout:
         return attribute
 
 
-def run_agent(state_dir: Path, kubeconfig: Path, interval: float = 0.5) -> None:
-    """Sync volumes and pods every ``interval`` seconds until SIGTERM or SIGINT."""
+def run_agent(state_dir: Path, kubeconfig: Path, interval: float = 5.0) -> None:
+    """Provision volumes and run pods whenever claims, volumes or pods change (and at least
+    every ``interval`` seconds) until SIGTERM or SIGINT."""
     config.load_kube_config(config_file=str(kubeconfig))
     core: Any = _WithTimeout(client.CoreV1Api(), timeout=30.0)
     provisioner = LocalPathProvisioner(core, state_dir / "volumes")
     runner = PodRunner(core, state_dir / "agent", state_dir / "volumes")
     stop = threading.Event()
+    changed = threading.Event()
+    claims = Reflector(core.list_persistent_volume_claim_for_all_namespaces, changed)
+    volumes = Reflector(core.list_persistent_volume, changed)
+    # Only a trigger: the runner lists the (few) unfinished pods it executes itself.
+    pods = Reflector(
+        core.list_pod_for_all_namespaces,
+        changed,
+        label_selector=LABEL_SELECTOR,
+        field_selector=UNFINISHED,
+    )
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        changed.set()
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    for reflector in (claims, volumes, pods):
+        reflector.start(stop)
     LOG.info("agent running for %s", state_dir)
     while not stop.is_set():
+        changed.wait(interval)
+        changed.clear()
+        if stop.is_set():
+            break
         try:
-            provisioner.sync()
+            if claims.synced.is_set() and volumes.synced.is_set():
+                provisioner.sync(claims.items(), volumes.items())
             runner.sync()
         except (ApiException, HTTPError, OSError) as error:
             # The API server restarts in fault tests: keep going, calmly.
             LOG.warning("sync failed: %s", error)
             stop.wait(2.0)
-        stop.wait(interval)
     runner.stop_all()

@@ -42,7 +42,7 @@ LABEL_SELECTOR = (
 )
 # Pods that have finished are never looked at again; leaving them out keeps each pass cheap
 # when thousands of completed Job pods remain.
-_UNFINISHED = "status.phase!=Succeeded,status.phase!=Failed"
+UNFINISHED = "status.phase!=Succeeded,status.phase!=Failed"
 _TERMINATION_LOG_TAIL = 4096
 SIMULATED_DOWNLOAD_IMAGE = "simulate.invalid/download"
 
@@ -84,7 +84,7 @@ class PodRunner:
     def sync(self) -> None:
         """One pass: start new pods, stop processes whose pod was deleted."""
         pods = self.core.list_pod_for_all_namespaces(
-            label_selector=LABEL_SELECTOR, field_selector=_UNFINISHED
+            label_selector=LABEL_SELECTOR, field_selector=UNFINISHED
         ).items
         alive = set()
         for pod in pods:

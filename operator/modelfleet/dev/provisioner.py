@@ -51,10 +51,19 @@ class LocalPathProvisioner:
         """Directory that backs a PersistentVolume."""
         return self.root / volume_name
 
-    def sync(self) -> None:
-        """One pass: provision pending claims, reclaim released volumes."""
+    def sync(
+        self,
+        claims: list[dict[str, Any]] | None = None,
+        volumes: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """One pass: provision pending claims, reclaim released volumes. ``claims`` and
+        ``volumes`` come from watches (``Reflector``); when absent they are listed."""
         classes = {STORAGE_CLASS}
-        for claim in self._list(self.core.list_persistent_volume_claim_for_all_namespaces):
+        if claims is None:
+            claims = self._list(self.core.list_persistent_volume_claim_for_all_namespaces)
+        if volumes is None:
+            volumes = self._list(self.core.list_persistent_volume)
+        for claim in claims:
             spec, status = claim["spec"], claim.get("status", {})
             if (
                 status.get("phase") == "Pending"
@@ -62,7 +71,7 @@ class LocalPathProvisioner:
                 and (spec.get("storageClassName") or STORAGE_CLASS) in classes
             ):
                 self._provision(claim)
-        for volume in self._list(self.core.list_persistent_volume):
+        for volume in volumes:
             annotations = volume["metadata"].get("annotations") or {}
             if (
                 annotations.get("pv.kubernetes.io/provisioned-by") == PROVISIONER

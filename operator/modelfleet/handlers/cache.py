@@ -61,30 +61,58 @@ def parse_selector(selector: str | None) -> dict[str, str]:
 
 
 class ObjectCache:
-    """Objects by kind, namespace and name; safe to read from the reconcile threads."""
+    """Objects by kind, namespace and name; safe to read from the reconcile threads.
 
-    def __init__(self) -> None:
-        self._objects: dict[str, dict[tuple[str, str], Manifest]] = {}
+    Lists by one of ``indexed_labels`` (the Model or Job a child belongs to) look only at the
+    objects carrying that label value, so a reconcile's cost does not grow with the fleet.
+    """
+
+    def __init__(self, indexed_labels: tuple[str, ...] = ()) -> None:
+        self._objects: dict[str, dict[str, dict[str, Manifest]]] = {}
+        self._index: dict[tuple[str, str, str, str], set[str]] = {}
+        self._indexed = indexed_labels
         self._lock = threading.Lock()
+
+    def _unindex(self, plural: str, namespace: str, obj: Manifest) -> None:
+        labels = obj.get("metadata", {}).get("labels") or {}
+        for key in self._indexed:
+            if key in labels:
+                names = self._index.get((plural, namespace, key, labels[key]))
+                if names is not None:
+                    names.discard(obj["metadata"]["name"])
+                    if not names:
+                        del self._index[(plural, namespace, key, labels[key])]
 
     def put(self, resource: Resource, obj: Manifest) -> None:
         """Store ``obj`` unless a later state of it is stored already."""
         meta = obj.get("metadata", {})
-        key = (meta.get("namespace") or "", meta["name"])
+        namespace, name = meta.get("namespace") or "", meta["name"]
         with self._lock:
-            objects = self._objects.setdefault(resource.plural, {})
-            if newer(obj, objects.get(key)):
-                objects[key] = obj
+            objects = self._objects.setdefault(resource.plural, {}).setdefault(namespace, {})
+            current = objects.get(name)
+            if not newer(obj, current):
+                return
+            if current is not None:
+                self._unindex(resource.plural, namespace, current)
+            objects[name] = obj
+            labels = meta.get("labels") or {}
+            for key in self._indexed:
+                if key in labels:
+                    index_key = (resource.plural, namespace, key, labels[key])
+                    self._index.setdefault(index_key, set()).add(name)
 
     def remove(self, resource: Resource, namespace: str | None, name: str) -> None:
         """Forget a deleted object."""
         with self._lock:
-            self._objects.get(resource.plural, {}).pop((namespace or "", name), None)
+            objects = self._objects.get(resource.plural, {}).get(namespace or "", {})
+            current = objects.pop(name, None)
+            if current is not None:
+                self._unindex(resource.plural, namespace or "", current)
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> Manifest | None:
         """The stored object, or None."""
         with self._lock:
-            return self._objects.get(resource.plural, {}).get((namespace or "", name))
+            return self._objects.get(resource.plural, {}).get(namespace or "", {}).get(name)
 
     def list(
         self, resource: Resource, namespace: str | None, label_selector: str | None = None
@@ -92,17 +120,24 @@ class ObjectCache:
         """Stored objects of a kind in a namespace whose labels match the selector."""
         selector = parse_selector(label_selector)
         with self._lock:
-            objects = list(self._objects.get(resource.plural, {}).items())
-        return [
-            obj
-            for (ns, _), obj in sorted(objects, key=lambda item: item[0])
-            if (namespace is None or ns == namespace) and _matches(obj, selector)
-        ]
+            by_namespace = self._objects.get(resource.plural, {})
+            namespaces = [namespace or ""] if namespace is not None else sorted(by_namespace)
+            found: list[Manifest] = []
+            for ns in namespaces:
+                objects = by_namespace.get(ns, {})
+                indexed = next((key for key in self._indexed if key in selector), None)
+                if indexed is not None:
+                    index_key = (resource.plural, ns, indexed, selector[indexed])
+                    names = sorted(self._index.get(index_key, ()))
+                else:
+                    names = sorted(objects)
+                found.extend(objects[name] for name in names if name in objects)
+        return [obj for obj in found if _matches(obj, selector)]
 
     def count(self, resource: Resource) -> int:
         """How many objects of a kind are stored."""
         with self._lock:
-            return len(self._objects.get(resource.plural, {}))
+            return sum(len(objects) for objects in self._objects.get(resource.plural, {}).values())
 
 
 class CachedKube(Kube):

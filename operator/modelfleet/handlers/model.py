@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -109,6 +111,8 @@ class Plan:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     """(type, reason, message) of each condition transition."""
     requeue_after: float | None = None
+    progress_only: bool = False
+    """The status differs from the stored one only in progress (see ``significant``)."""
 
 
 # -- identity of the current attempt --------------------------------------------------------
@@ -490,11 +494,21 @@ def _serving_state(
     return ServingState(ready > 0, False, verdict, status, stalled)
 
 
+# Which transition names the Event of a reconcile: a problem first, then what became true.
+_HEADLINE_ORDER = {
+    ConditionType.DOWNLOADED: 1,
+    ConditionType.SERVING: 2,
+    ConditionType.READY: 3,
+}
+
+
 def _transition_events(
     before: list[dict[str, Any]], after: list[dict[str, Any]]
 ) -> list[tuple[str, str, str]]:
-    """(type, reason, message) for the conditions that changed status or reason; transitions
-    that share a reason in one reconcile share one Event naming them all."""
+    """(type, reason, message) of the one Event that announces a reconcile's condition
+    transitions (those that changed status or reason), or none. Its reason is the headline's
+    (a problem first, then Ready turning True, then Downloaded, Serving, Ready); its note names
+    every transition with its reason and message, grouped by reason."""
     previous = {c["type"]: (c.get("status"), c.get("reason")) for c in before}
     grouped: dict[str, list[dict[str, Any]]] = {}
     for c in after:
@@ -505,13 +519,29 @@ def _transition_events(
             continue
         if previous.get(c["type"]) != (c["status"], c["reason"]):
             grouped.setdefault(c["reason"], []).append(c)
-    events = []
-    for reason, changed in grouped.items():
-        warning = reason in STALLED_REASONS or reason == Reason.UNSCHEDULABLE
+    if not grouped:
+        return []
+
+    def warning(reason: str) -> bool:
+        return reason in STALLED_REASONS or reason == Reason.UNSCHEDULABLE
+
+    def rank(reason: str) -> tuple[int, int]:
+        changed = grouped[reason]
+        became_ready = any(
+            c["type"] == ConditionType.READY and c["status"] == "True" for c in changed
+        )
+        order = min(_HEADLINE_ORDER.get(c["type"], 9) for c in changed)
+        return (0 if warning(reason) else 1, 0 if became_ready else order)
+
+    headline = min(grouped, key=rank)
+    parts = []
+    for reason in sorted(grouped, key=rank):
+        changed = grouped[reason]
         states = ", ".join(f"{c['type']}={c['status']}" for c in changed)
         message = next((c["message"] for c in changed if c["message"]), "")
-        events.append(("Warning" if warning else "Normal", reason, f"{states}: {message}"))
-    return events
+        label = states if reason == headline else f"{states} ({reason})"
+        parts.append(f"{label}: {message}" if message else label)
+    return [("Warning" if warning(headline) else "Normal", headline, "; ".join(parts))]
 
 
 def decide(model: Model, observed: Observed, settings: OperatorSettings, now: str) -> Plan:
@@ -606,6 +636,7 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
             "baseRevision": (observed.finetune_job.get("status") or {}).get("baseRevision"),
         }
     plan.status = {k: v for k, v in status.items() if v is not None or k in previous}
+    plan.progress_only = significant(previous) == significant(_without_none(plan.status))
     plan.events = _transition_events(previous.get("conditions", []), conditions)
     if observed.config_error is not None:
         plan.requeue_after = 30.0
@@ -619,6 +650,53 @@ def _without_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_none(item) for item in value]
     return value
+
+
+def significant(status: dict[str, Any]) -> dict[str, Any]:
+    """What in a status is more than progress: each condition's status and reason, the
+    generation, the revisions and paths; not replica counts, messages or percentages."""
+    serving = status.get("serving") or {}
+    return {
+        "conditions": sorted(
+            (c.get("type"), c.get("status"), c.get("reason"), c.get("observedGeneration"))
+            for c in status.get("conditions") or []
+        ),
+        "observedGeneration": status.get("observedGeneration"),
+        "resolvedRevision": status.get("resolvedRevision"),
+        "modelPath": status.get("modelPath"),
+        "revisions": status.get("revisions"),
+        "activeRevision": serving.get("activeRevision"),
+        "endpoint": serving.get("endpoint"),
+        "lineage": status.get("lineage"),
+        "downloadPhase": (status.get("download") or {}).get("phase"),
+    }
+
+
+class StatusClock:
+    """When each object's status was last written, so that progress is written calmly."""
+
+    def __init__(self) -> None:
+        self._written: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, key: str, interval: float) -> float:
+        """Seconds until a progress-only write of ``key`` is due (0: now)."""
+        with self._lock:
+            last = self._written.get(key)
+        return 0.0 if last is None else max(0.0, last + interval - time.monotonic())
+
+    def written(self, key: str) -> None:
+        """Record a status write of ``key``."""
+        with self._lock:
+            self._written[key] = time.monotonic()
+
+    def forget(self, key: str) -> None:
+        """Drop a deleted object."""
+        with self._lock:
+            self._written.pop(key, None)
+
+
+STATUS_CLOCK = StatusClock()
 
 
 def status_changed(model_body: Manifest, status: dict[str, Any]) -> bool:
@@ -710,8 +788,15 @@ def reconcile(kube: Kube, body: Manifest, settings: OperatorSettings, emit: Any)
         kube.apply(manifest)
     for job in plan.delete_jobs:
         kube.delete(JOB, meta["namespace"], job)
+    requeue = plan.requeue_after
     if status_changed(body, plan.status):
-        kube.patch_status(MODEL, meta["namespace"], meta["name"], plan.status)
+        key = f"{meta['namespace']}/{meta['name']}"
+        wait = STATUS_CLOCK.wait(key, settings.status_progress_seconds)
+        if plan.progress_only and wait > 0:
+            requeue = min(requeue or wait, wait)
+        else:
+            kube.patch_status(MODEL, meta["namespace"], meta["name"], plan.status)
+            STATUS_CLOCK.written(key)
     for event_type, reason, message in plan.events:
         emit(body, event_type, reason, message)
-    return plan.requeue_after
+    return requeue

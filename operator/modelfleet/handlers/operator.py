@@ -14,8 +14,8 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import kopf
 from kubernetes import client
@@ -81,7 +81,7 @@ class Runtime:
 
     def __init__(self, settings: OperatorSettings, api: client.ApiClient) -> None:
         self.settings = settings
-        self.cache = ObjectCache()
+        self.cache = ObjectCache(indexed_labels=(MODEL_LABEL, FINETUNE_LABEL, "job-name"))
         self.kube = CachedKube(Kube(api, timeout=settings.request_timeout_seconds), self.cache)
         self.emit = EventRecorder(self.kube)
         self.wakeups = Wakeups()
@@ -102,6 +102,24 @@ def _api_client() -> client.ApiClient:
     return client.ApiClient()
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No last-handled state: modelfleet has no on.create/on.update handlers (its workers are
+    level-based), so kopf need not copy and compare every object on every watch event."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        """Nothing of an object is compared."""
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        """Nothing is stored."""
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        """Nothing is stored."""
+
+
 def _quiet_per_object(record: logging.LogRecord) -> bool:
     """kopf logs a line per handled event of every object, noise at scale; keep its warnings
     and errors, and which replica acts (the peering object's lines)."""
@@ -120,9 +138,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX
     )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = ours.watch_timeout_seconds
     settings.watching.client_timeout = ours.watch_timeout_seconds + 30
     settings.watching.connect_timeout = ours.request_timeout_seconds
@@ -160,6 +176,27 @@ RECONCILERS: dict[str, tuple[Resource, Reconciler]] = {
 }
 
 
+def brief(error: Exception) -> str:
+    """One line about a failed request: the status and the API server's message, without the
+    response headers an ApiException prints."""
+    if not isinstance(error, ApiException):
+        return str(error)
+    try:
+        message = json.loads(error.body or "{}").get("message", "")
+    except ValueError:
+        message = ""
+    status = f"{error.status} {error.reason}"
+    return f"{status}: {message}" if message else status
+
+
+def _namespace_terminating(error: Exception) -> bool:
+    return (
+        isinstance(error, ApiException)
+        and error.status == 403
+        and "NamespaceTerminating" in str(error.body or "")
+    )
+
+
 async def _work(
     kind: str, body: kopf.Body, name: str, namespace: str, stopped: kopf.DaemonStopped
 ) -> None:
@@ -181,17 +218,22 @@ async def _work(
                 failures = 0
                 RECONCILES.labels(kind, "success").inc()
             except (ApiException, HTTPError, OSError) as error:
-                RECONCILES.labels(kind, "error").inc()
-                failures += 1
-                delay = min(rt.settings.retry_max_seconds, 2.0 ** min(failures, 12))
-                LOG.warning(
-                    "reconcile of %s %s/%s failed (%s); retry in %.0fs",
-                    kind,
-                    namespace,
-                    name,
-                    error,
-                    delay,
-                )
+                if _namespace_terminating(error):
+                    # The namespace is being deleted, and the object with it: nothing to do.
+                    LOG.debug("%s %s/%s: its namespace is terminating", kind, namespace, name)
+                    delay = rt.settings.resync_seconds
+                else:
+                    RECONCILES.labels(kind, "error").inc()
+                    failures += 1
+                    delay = min(rt.settings.retry_max_seconds, 2.0 ** min(failures, 12))
+                    LOG.warning(
+                        "reconcile of %s %s/%s failed (%s); retry in %.0fs",
+                        kind,
+                        namespace,
+                        name,
+                        brief(error),
+                        delay,
+                    )
             RECONCILE_DURATION.labels(kind).observe(time.monotonic() - started)
             timeout = min(delay or rt.settings.resync_seconds, rt.settings.resync_seconds)
             try:
@@ -206,6 +248,7 @@ async def _work(
             rt.cache.remove(resource, namespace, name)
             if kind == "Model":
                 MODEL_CONDITIONS.forget(f"{namespace}/{name}")
+                model_reconciler.STATUS_CLOCK.forget(f"{namespace}/{name}")
 
 
 @kopf.daemon(GROUP, VERSION, "models", cancellation_timeout=5.0)
