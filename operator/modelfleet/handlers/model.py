@@ -390,8 +390,10 @@ def _weights_state(
     if observed.config_error is not None:
         return WeightsState(False, observed.config_error, stalled=observed.config_error)
     if observed.job is None:
-        plan.create.append(_job_to_create(model, observed, settings))
-        return WeightsState(False, (Reason.PENDING, "download Job created"), None, None)
+        job = _job_to_create(model, observed, settings)
+        plan.create.append(job)
+        # What the Job will show while its pod starts, so that its start is no status change.
+        return WeightsState(False, (Reason.PENDING, f"Job {job['metadata']['name']}: Pending"))
     outcome: JobOutcome = job_outcome(observed.job, observed.job_pods)
     job_name = observed.job["metadata"]["name"]
     if outcome.state == "Running":
