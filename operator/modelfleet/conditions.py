@@ -38,6 +38,8 @@ class Reason(StrEnum):
     CACHE_ONLY = "CacheOnly"
     READY = "Ready"
     WAITING_FOR_REPLICAS = "WaitingForReplicas"
+    APPLY_FAILED = "ApplyFailed"
+    """The API server refused a child the operator writes; retried with backoff."""
     # Download failures (terminal after retries; also written by the downloader)
     REPO_NOT_FOUND = "RepoNotFound"
     GATED = "Gated"

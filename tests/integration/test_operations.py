@@ -125,6 +125,26 @@ def test_missing_secret_stalls_until_it_appears(
     models.wait_ready("tiny", timeout=120)
 
 
+def test_a_refused_child_shows_on_the_model_until_it_is_allowed(
+    api: client.ApiClient, namespace: str, models: Models, model_hub: HubServer
+) -> None:
+    core = client.CoreV1Api(api)
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-services"),
+        spec=client.V1ResourceQuotaSpec(hard={"services": "0"}),
+    )
+    core.create_namespaced_resource_quota(namespace, quota)
+    models.create(tiny_manifest(model_hub))
+    failed = models.wait_reason("tiny", "Ready", "ApplyFailed", timeout=120)
+    assert failed["status"] == "False"
+    assert "exceeded quota" in failed["message"], failed["message"]
+    assert models.condition("tiny", "Reconciling")["reason"] == "ApplyFailed"
+    events = core.list_namespaced_event(namespace).items
+    assert any(e.reason == "ApplyFailed" and e.type == "Warning" for e in events)
+    core.delete_namespaced_resource_quota("no-services", namespace)
+    models.wait_ready("tiny", timeout=120)
+
+
 def test_wrong_token_is_unauthorized_without_retries(
     api: client.ApiClient, namespace: str, models: Models, model_hub: HubServer
 ) -> None:

@@ -88,3 +88,12 @@ def test_indexed_lists_follow_label_changes_and_removal() -> None:
         "p3",
     ]
     assert cache.count(POD) == 2
+
+
+def test_the_watch_event_of_our_own_write_wakes_nothing_once() -> None:
+    cache = ObjectCache()
+    cache.wrote(JOB, _obj("a", "10"))
+    assert not cache.is_own_write(JOB, _obj("a", "9"))  # an older state: someone else's
+    assert cache.is_own_write(JOB, _obj("a", "10"))
+    assert not cache.is_own_write(JOB, _obj("a", "10"))  # only once
+    assert not cache.is_own_write(POD, _obj("b", "10"))

@@ -11,6 +11,7 @@ once from the server's reply, so the next reconcile sees it before its watch eve
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from modelfleet.handlers.kube import (
@@ -30,7 +31,8 @@ from modelfleet.handlers.kube import (
 CACHED = (JOB, POD, DEPLOYMENT, SERVICE, PVC)
 """Kinds read only from the cache; the watches that fill it are set up in ``operator.py``."""
 
-Key = tuple[str, str, str]
+OWN_WRITES_KEPT = 10_000
+"""Object states written by the operator whose watch event has not come yet (a bound)."""
 
 
 def _version(obj: Manifest) -> int | None:
@@ -71,6 +73,7 @@ class ObjectCache:
         self._objects: dict[str, dict[str, dict[str, Manifest]]] = {}
         self._index: dict[tuple[str, str, str, str], set[str]] = {}
         self._indexed = indexed_labels
+        self._own: dict[tuple[str, str, str], str] = {}
         self._lock = threading.Lock()
 
     def _unindex(self, plural: str, namespace: str, obj: Manifest) -> None:
@@ -134,6 +137,27 @@ class ObjectCache:
                 found.extend(objects[name] for name in names if name in objects)
         return [obj for obj in found if _matches(obj, selector)]
 
+    def wrote(self, resource: Resource, obj: Manifest) -> None:
+        """Note that the operator itself produced this state of the object."""
+        meta = obj["metadata"]
+        key = (resource.plural, meta.get("namespace") or "", meta["name"])
+        with self._lock:
+            self._own[key] = str(meta.get("resourceVersion") or "")
+            while len(self._own) > OWN_WRITES_KEPT:
+                del self._own[next(iter(self._own))]
+
+    def is_own_write(self, resource: Resource, obj: Mapping[str, Any]) -> bool:
+        """Whether a watch event shows exactly a state the operator wrote: it brings the
+        reconcile that wrote it nothing new, so it need not wake one."""
+        meta = obj.get("metadata", {})
+        key = (resource.plural, meta.get("namespace") or "", meta.get("name", ""))
+        version = str(meta.get("resourceVersion") or "")
+        with self._lock:
+            if version and self._own.get(key) == version:
+                del self._own[key]
+                return True
+        return False
+
     def count(self, resource: Resource) -> int:
         """How many objects of a kind are stored."""
         with self._lock:
@@ -169,6 +193,7 @@ class CachedKube(Kube):
         remembered = resource in CACHED or resource in (MODEL, FINETUNE_JOB)
         if remembered and isinstance(obj, dict) and obj.get("metadata", {}).get("name"):
             self.cache.put(resource, obj)
+            self.cache.wrote(resource, obj)
 
     def apply(self, manifest: Manifest) -> Manifest:
         """Server-side apply, remembering the result."""

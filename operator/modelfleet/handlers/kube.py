@@ -85,6 +85,19 @@ def _resource_label(path: str) -> str:
     return parts[0] + (f"/{parts[2]}" if len(parts) > 2 else "") if parts else "unknown"
 
 
+def describe_error(error: Exception) -> str:
+    """One line about a failed request: the status and the API server's message, without the
+    response headers an ApiException prints."""
+    if not isinstance(error, ApiException):
+        return str(error)
+    try:
+        message = json.loads(error.body or "{}").get("message", "")
+    except (ValueError, AttributeError):
+        message = ""
+    status = f"{error.status} {error.reason}"
+    return f"{status}: {message}" if message else status
+
+
 class Kube:
     """Synchronous requests returning decoded JSON; 404 on reads becomes None."""
 

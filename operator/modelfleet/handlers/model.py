@@ -62,6 +62,7 @@ from modelfleet.handlers.kube import (
     STORAGE_CLASS,
     Kube,
     Manifest,
+    describe_error,
     resource_of,
 )
 from modelfleet.metrics import (
@@ -752,6 +753,48 @@ def parse_model(body: Manifest) -> Model:
     return Model.model_validate(body)
 
 
+def _write_children(kube: Kube, namespace: str, plan: Plan) -> None:
+    for manifest in plan.create:
+        try:
+            kube.create(resource_of(manifest), namespace, manifest)
+        except ApiException as error:
+            if error.status != 409:  # 409: it exists already, which is what we wanted
+                raise
+    for manifest in plan.apply:
+        kube.apply(manifest)
+    for job in plan.delete_jobs:
+        kube.delete(JOB, namespace, job)
+
+
+def _show_write_failure(
+    kube: Kube, body: Manifest, plan: Plan, error: ApiException, emit: Any
+) -> None:
+    """Put a refused child write on the Model (Ready=False, ApplyFailed, the API's message)
+    before the reconcile is retried, so that the Model never shows a stale reason."""
+    if error.status == 403 and "NamespaceTerminating" in str(error.body or ""):
+        return
+    meta = body["metadata"]
+    message = f"writing a child failed: {describe_error(error)}"
+    conditions = plan.status.get("conditions", [])
+    for type_, value in ((ConditionType.READY, False), (ConditionType.RECONCILING, True)):
+        conditions = set_condition(
+            conditions,
+            type_,
+            value,
+            Reason.APPLY_FAILED,
+            message,
+            generation=meta.get("generation"),
+            now=now_text(),
+        )
+    status = {**plan.status, "conditions": conditions}
+    try:
+        if status_changed(body, status):
+            kube.patch_status(MODEL, meta["namespace"], meta["name"], status)
+            emit(body, "Warning", Reason.APPLY_FAILED, message)
+    except ApiException as second:
+        LOG.debug("could not show the failure on %s: %s", meta["name"], describe_error(second))
+
+
 def reconcile(kube: Kube, body: Manifest, settings: OperatorSettings, emit: Any) -> float | None:
     """One level-based reconcile of the Model ``body``; returns a requeue delay, if any."""
     meta = body["metadata"]
@@ -780,16 +823,11 @@ def reconcile(kube: Kube, body: Manifest, settings: OperatorSettings, emit: Any)
     record_metrics(body, plan)
     if any(m["kind"] == "Job" for m in plan.create):
         JOB_IDENTITIES.ensure(kube, settings, meta["namespace"])
-    for manifest in plan.create:
-        try:
-            kube.create(resource_of(manifest), meta["namespace"], manifest)
-        except ApiException as error:
-            if error.status != 409:  # 409: it exists already, which is what we wanted
-                raise
-    for manifest in plan.apply:
-        kube.apply(manifest)
-    for job in plan.delete_jobs:
-        kube.delete(JOB, meta["namespace"], job)
+    try:
+        _write_children(kube, meta["namespace"], plan)
+    except ApiException as error:
+        _show_write_failure(kube, body, plan, error, emit)
+        raise
     requeue = plan.requeue_after
     if status_changed(body, plan.status):
         key = f"{meta['namespace']}/{meta['name']}"

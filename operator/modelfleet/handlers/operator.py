@@ -30,7 +30,7 @@ from modelfleet.handlers import model as model_reconciler
 from modelfleet.handlers.cache import CACHED, CachedKube, ObjectCache
 from modelfleet.handlers.events import EventRecorder
 from modelfleet.handlers.finetune import reconcile_finetune
-from modelfleet.handlers.kube import FINETUNE_JOB, MODEL, PVC, Kube, Resource
+from modelfleet.handlers.kube import FINETUNE_JOB, MODEL, PVC, Kube, Resource, describe_error
 from modelfleet.kubeconfig import load_kube_credentials
 from modelfleet.metrics import MODEL_CONDITIONS, RECONCILE_DURATION, RECONCILES
 from modelfleet.settings import OperatorSettings, get_settings
@@ -176,19 +176,6 @@ RECONCILERS: dict[str, tuple[Resource, Reconciler]] = {
 }
 
 
-def brief(error: Exception) -> str:
-    """One line about a failed request: the status and the API server's message, without the
-    response headers an ApiException prints."""
-    if not isinstance(error, ApiException):
-        return str(error)
-    try:
-        message = json.loads(error.body or "{}").get("message", "")
-    except ValueError:
-        message = ""
-    status = f"{error.status} {error.reason}"
-    return f"{status}: {message}" if message else status
-
-
 def _namespace_terminating(error: Exception) -> bool:
     return (
         isinstance(error, ApiException)
@@ -231,7 +218,7 @@ async def _work(
                         kind,
                         namespace,
                         name,
-                        brief(error),
+                        describe_error(error),
                         delay,
                     )
             RECONCILE_DURATION.labels(kind).observe(time.monotonic() - started)
@@ -288,13 +275,15 @@ _without_finalizer(model_worker, finetune_worker)
 
 
 @kopf.on.event(GROUP, VERSION, "models")
-def model_changed(name: str, namespace: str | None, type: str | None, **_: Any) -> None:
-    """Wake the Model's worker on any change of the Model."""
-    wakeups = runtime().wakeups
+def model_changed(
+    name: str, namespace: str | None, type: str | None, body: kopf.Body, **_: Any
+) -> None:
+    """Wake the Model's worker on any change of the Model but its own status writes."""
+    rt = runtime()
     if type == "DELETED":
-        wakeups.gone("Model", namespace, name)
-    else:
-        wakeups.wake("Model", namespace, name)
+        rt.wakeups.gone("Model", namespace, name)
+    elif not rt.cache.is_own_write(MODEL, body):
+        rt.wakeups.wake("Model", namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, "finetunejobs")
@@ -322,11 +311,18 @@ def _cache_child(resource: Resource) -> Callable[..., None]:
 
 def _child_changed(resource: Resource) -> Callable[..., None]:
     def changed(
-        type: str | None, name: str, namespace: str | None, labels: kopf.Labels, **_: Any
+        type: str | None,
+        name: str,
+        namespace: str | None,
+        labels: kopf.Labels,
+        body: kopf.Body,
+        **_: Any,
     ) -> None:
         rt = runtime()
         if type == "DELETED":
             rt.cache.remove(resource, namespace, name)
+        elif rt.cache.is_own_write(resource, body):
+            return  # exactly what a reconcile just wrote: nothing new for it
         rt.wakeups.wake("Model", namespace, labels.get(MODEL_LABEL))
         rt.wakeups.wake("FinetuneJob", namespace, labels.get(FINETUNE_LABEL))
 
