@@ -97,3 +97,16 @@ def test_the_watch_event_of_our_own_write_wakes_nothing_once() -> None:
     assert cache.is_own_write(JOB, _obj("a", "10"))
     assert not cache.is_own_write(JOB, _obj("a", "10"))  # only once
     assert not cache.is_own_write(POD, _obj("b", "10"))
+
+
+def test_the_cache_keeps_no_pod_template_and_no_managed_fields() -> None:
+    cache = ObjectCache()
+    pod = _obj("p", "1")
+    pod["metadata"]["managedFields"] = [{"manager": "kubelet"}]
+    pod["spec"] = {"containers": [{"name": "c", "env": [{"name": "A", "value": "x" * 1000}]}]}
+    pod["status"] = {"phase": "Running"}
+    cache.put(POD, pod)
+    kept = cache.get(POD, "ns", "p")
+    assert kept is not None and "spec" not in kept and "managedFields" not in kept["metadata"]
+    assert kept["status"] == {"phase": "Running"}
+    assert "managedFields" in pod["metadata"]  # the caller's object is left alone

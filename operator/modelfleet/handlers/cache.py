@@ -49,6 +49,20 @@ def newer(candidate: Manifest, current: Manifest | None) -> bool:
     return a is None or b is None or a >= b
 
 
+SPEC_UNREAD = frozenset({JOB.plural, POD.plural, DEPLOYMENT.plural})
+"""Kinds whose spec no reconcile reads (it compares spec hashes in annotations): not kept."""
+
+
+def slim(resource: Resource, obj: Manifest) -> Manifest:
+    """What the cache keeps of an object: no managedFields, and no spec where none is read
+    (pod templates are most of a Job's, pod's or Deployment's size)."""
+    kept = {k: v for k, v in obj.items() if not (k == "spec" and resource.plural in SPEC_UNREAD)}
+    meta = kept.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        kept["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return kept
+
+
 def _matches(obj: Manifest, selector: dict[str, str]) -> bool:
     labels = obj.get("metadata", {}).get("labels") or {}
     return all(labels.get(k) == v for k, v in selector.items())
@@ -87,7 +101,8 @@ class ObjectCache:
                         del self._index[(plural, namespace, key, labels[key])]
 
     def put(self, resource: Resource, obj: Manifest) -> None:
-        """Store ``obj`` unless a later state of it is stored already."""
+        """Store ``obj`` (slimmed) unless a later state of it is stored already."""
+        obj = slim(resource, obj)
         meta = obj.get("metadata", {})
         namespace, name = meta.get("namespace") or "", meta["name"]
         with self._lock:
