@@ -98,6 +98,16 @@ def describe_error(error: Exception) -> str:
     return f"{status}: {message}" if message else status
 
 
+def namespace_terminating(error: Exception) -> bool:
+    """Whether a request was refused because its namespace is being deleted (and the object
+    that asked with it): nothing to retry or to report."""
+    return (
+        isinstance(error, ApiException)
+        and error.status == 403
+        and "NamespaceTerminating" in str(error.body or "")
+    )
+
+
 class Kube:
     """Synchronous requests returning decoded JSON; 404 on reads becomes None."""
 

@@ -63,6 +63,7 @@ from modelfleet.handlers.kube import (
     Kube,
     Manifest,
     describe_error,
+    namespace_terminating,
     resource_of,
 )
 from modelfleet.metrics import (
@@ -771,7 +772,7 @@ def _show_write_failure(
 ) -> None:
     """Put a refused child write on the Model (Ready=False, ApplyFailed, the API's message)
     before the reconcile is retried, so that the Model never shows a stale reason."""
-    if error.status == 403 and "NamespaceTerminating" in str(error.body or ""):
+    if namespace_terminating(error):
         return
     meta = body["metadata"]
     message = f"writing a child failed: {describe_error(error)}"

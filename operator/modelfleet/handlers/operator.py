@@ -31,7 +31,15 @@ from modelfleet.handlers import model as model_reconciler
 from modelfleet.handlers.cache import CACHED, CachedKube, ObjectCache
 from modelfleet.handlers.events import EventRecorder
 from modelfleet.handlers.finetune import reconcile_finetune
-from modelfleet.handlers.kube import FINETUNE_JOB, MODEL, PVC, Kube, Resource, describe_error
+from modelfleet.handlers.kube import (
+    FINETUNE_JOB,
+    MODEL,
+    PVC,
+    Kube,
+    Resource,
+    describe_error,
+    namespace_terminating,
+)
 from modelfleet.kubeconfig import load_kube_credentials
 from modelfleet.metrics import MODEL_CONDITIONS, RECONCILE_DURATION, RECONCILES
 from modelfleet.settings import OperatorSettings, get_settings
@@ -186,14 +194,6 @@ def _timed(kind: str, reconcile: Callable[[], float | None]) -> float | None:
         RECONCILE_DURATION.labels(kind).observe(time.monotonic() - started)
 
 
-def _namespace_terminating(error: Exception) -> bool:
-    return (
-        isinstance(error, ApiException)
-        and error.status == 403
-        and "NamespaceTerminating" in str(error.body or "")
-    )
-
-
 async def _work(
     kind: str, body: kopf.Body, name: str, namespace: str, stopped: kopf.DaemonStopped
 ) -> None:
@@ -217,7 +217,7 @@ async def _work(
                 failures = 0
                 RECONCILES.labels(kind, "success").inc()
             except (ApiException, HTTPError, OSError) as error:
-                if _namespace_terminating(error):
+                if namespace_terminating(error):
                     # The namespace is being deleted, and the object with it: nothing to do.
                     LOG.debug("%s %s/%s: its namespace is terminating", kind, namespace, name)
                     delay = rt.settings.resync_seconds
