@@ -8,8 +8,8 @@ import kopf
 import pytest
 
 from modelfleet.handlers import operator as operator_module
-from modelfleet.handlers.cache import ObjectCache, parse_selector
-from modelfleet.handlers.kube import JOB, POD
+from modelfleet.handlers.cache import CachedKube, ObjectCache, parse_selector
+from modelfleet.handlers.kube import JOB, POD, STORAGE_CLASS, Kube
 
 pytestmark = pytest.mark.unit
 
@@ -110,3 +110,23 @@ def test_the_cache_keeps_no_pod_template_and_no_managed_fields() -> None:
     assert kept is not None and "spec" not in kept and "managedFields" not in kept["metadata"]
     assert kept["status"] == {"phase": "Running"}
     assert "managedFields" in pod["metadata"]  # the caller's object is left alone
+
+
+def test_storage_classes_are_read_once_a_minute() -> None:
+    gets: list[str] = []
+
+    def request(method: str, path: str, **_: Any) -> Any:
+        gets.append(path)
+        return {"metadata": {"name": path.rsplit("/", 1)[-1]}, "volumeBindingMode": "Immediate"}
+
+    now = [1000.0]
+    kube = CachedKube(Kube(api=None), ObjectCache(), clock=lambda: now[0])  # type: ignore[arg-type]
+    kube.request = request  # type: ignore[method-assign]
+    for _ in range(3):
+        found = kube.get(STORAGE_CLASS, None, "fast")
+        assert found is not None and found["volumeBindingMode"] == "Immediate"
+    kube.get(STORAGE_CLASS, None, "slow")
+    assert len(gets) == 2
+    now[0] += 61
+    kube.get(STORAGE_CLASS, None, "fast")
+    assert len(gets) == 3

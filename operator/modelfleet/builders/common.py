@@ -8,6 +8,7 @@ import json
 from typing import Any, Literal
 
 from modelfleet.api.v1alpha1 import API_VERSION, Model
+from modelfleet.jobresult import EXIT_PERMANENT
 
 Manifest = dict[str, Any]
 """A Kubernetes object as plain JSON-compatible data."""
@@ -174,11 +175,6 @@ def volume_mount(name: str, path: str, *, read_only: bool = False) -> dict[str, 
     if read_only:
         mount["readOnly"] = True
     return mount
-
-
-# The exit code of modelfleet's Job programs (downloader, trainer) for failures no retry can
-# help: repo not found, gated, invalid dataset...
-EXIT_PERMANENT = 2
 
 
 def pod_failure_policy(container_name: str) -> dict[str, Any]:

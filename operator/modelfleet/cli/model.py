@@ -31,8 +31,8 @@ from modelfleet.downloader.hub import configure_hub_session, validate_repo_id
 from modelfleet.downloader.job import verify_directory
 from modelfleet.downloader.layout import list_revisions, model_dir
 from modelfleet.downloader.progress import DownloadProgress, ProgressSnapshot
-from modelfleet.downloader.result import EXIT_PERMANENT, EXIT_RETRYABLE
 from modelfleet.downloader.settings import VerifyMode
+from modelfleet.jobresult import EXIT_PERMANENT, EXIT_RETRYABLE
 
 model_app = typer.Typer(
     help="Download, list, verify and delete model weights under a model root.",

@@ -20,6 +20,8 @@ from modelfleet.dev.reflector import Reflector
 
 LOG = logging.getLogger(__name__)
 
+POOL_SIZE = 32
+
 
 class _WithTimeout:
     """A CoreV1Api whose every call carries a request timeout: a call in flight when the API
@@ -40,14 +42,18 @@ def run_agent(state_dir: Path, kubeconfig: Path, interval: float = 5.0) -> None:
     """Provision volumes and run pods whenever claims, volumes or pods change (and at least
     every ``interval`` seconds) until SIGTERM or SIGINT."""
     config.load_kube_config(config_file=str(kubeconfig))
-    core: Any = _WithTimeout(client.CoreV1Api(), timeout=30.0)
+    # Pods run in a thread each: a pool as large as the threads that write at once keeps their
+    # connections (each new one is a TLS handshake on both sides).
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = POOL_SIZE
+    core: Any = _WithTimeout(client.CoreV1Api(client.ApiClient(configuration)), timeout=30.0)
     provisioner = LocalPathProvisioner(core, state_dir / "volumes")
     runner = PodRunner(core, state_dir / "agent", state_dir / "volumes")
     stop = threading.Event()
     changed = threading.Event()
     claims = Reflector(core.list_persistent_volume_claim_for_all_namespaces, changed)
     volumes = Reflector(core.list_persistent_volume, changed)
-    # Only a trigger: the runner lists the (few) unfinished pods it executes itself.
+    # The unfinished pods the runner executes.
     pods = Reflector(
         core.list_pod_for_all_namespaces,
         changed,
@@ -64,15 +70,25 @@ def run_agent(state_dir: Path, kubeconfig: Path, interval: float = 5.0) -> None:
     for reflector in (claims, volumes, pods):
         reflector.start(stop)
     LOG.info("agent running for %s", state_dir)
+    # Each part runs again only when what it reads changed, or every ``interval``.
+    seen_storage, seen_pods = (-1, -1), -1
     while not stop.is_set():
-        changed.wait(interval)
+        quiet = not changed.wait(interval)
         changed.clear()
         if stop.is_set():
             break
         try:
-            if claims.synced.is_set() and volumes.synced.is_set():
+            storage = (claims.revision, volumes.revision)
+            if (
+                claims.synced.is_set()
+                and volumes.synced.is_set()
+                and (quiet or storage != seen_storage)
+            ):
+                seen_storage = storage
                 provisioner.sync(claims.items(), volumes.items())
-            runner.sync()
+            if pods.synced.is_set() and (quiet or pods.revision != seen_pods):
+                seen_pods = pods.revision
+                runner.sync(pods.items())
         except (ApiException, HTTPError, OSError) as error:
             # The API server restarts in fault tests: keep going, calmly.
             LOG.warning("sync failed: %s", error)

@@ -60,6 +60,27 @@ class PodConfigError(Exception):
     """The pod cannot start yet: a referenced Secret, ConfigMap or claim is missing."""
 
 
+def _terminated(container: Any, exit_code: int, message: str, started: str) -> dict[str, Any]:
+    """The status of a container that has exited, as a kubelet reports it."""
+    return {
+        "name": container.name,
+        "image": container.image,
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        "started": False,
+        "state": {
+            "terminated": {
+                "exitCode": exit_code,
+                "reason": "Completed" if exit_code == 0 else "Error",
+                "message": message,
+                "startedAt": started,
+                "finishedAt": _now(),
+            }
+        },
+    }
+
+
 @dataclass
 class _Execution:
     process: subprocess.Popen[bytes] | None = None
@@ -81,25 +102,35 @@ class PodRunner:
         self._lock = threading.Lock()
 
     # -- the loop --------------------------------------------------------------------------
-    def sync(self) -> None:
-        """One pass: start new pods, stop processes whose pod was deleted."""
-        pods = self.core.list_pod_for_all_namespaces(
-            label_selector=LABEL_SELECTOR, field_selector=UNFINISHED
-        ).items
+    def sync(self, pods: list[dict[str, Any]] | None = None) -> None:
+        """One pass: start new pods, stop processes whose pod was deleted. ``pods`` are the
+        unfinished selected pods, from a watch (``Reflector``); when absent they are listed."""
+        if pods is None:
+            response = self.core.list_pod_for_all_namespaces(
+                label_selector=LABEL_SELECTOR, field_selector=UNFINISHED, _preload_content=False
+            )
+            pods = json.loads(response.data)["items"]
         alive = set()
         for pod in pods:
-            uid = pod.metadata.uid
+            meta, spec = pod["metadata"], pod.get("spec") or {}
+            uid = meta["uid"]
             alive.add(uid)
-            if pod.metadata.deletion_timestamp is not None:
+            if meta.get("deletionTimestamp"):
                 self._stop(uid)
                 continue
-            if not pod.spec.node_name or pod.status.phase in ("Succeeded", "Failed"):
+            if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in (
+                "Succeeded",
+                "Failed",
+            ):
                 continue
             with self._lock:
                 if uid in self._running or uid in self._finished:
                     continue
                 self._running[uid] = _Execution()
-            threading.Thread(target=self._run_pod, args=(pod,), daemon=True).start()
+            # Only a pod that starts is made a client object (costly for hundreds at once).
+            threading.Thread(
+                target=self._run_pod, args=(client.V1Pod.from_dict(pod),), daemon=True
+            ).start()
         with self._lock:
             gone = [uid for uid in self._running if uid not in alive]
         for uid in gone:
@@ -303,23 +334,7 @@ class PodRunner:
         message = termination_log.read_text() if termination_log.exists() else ""
         if not message and exit_code != 0:
             message = log_path.read_bytes()[-_TERMINATION_LOG_TAIL:].decode(errors="replace")
-        return {
-            "name": container.name,
-            "image": container.image,
-            "imageID": "",
-            "ready": False,
-            "restartCount": 0,
-            "started": False,
-            "state": {
-                "terminated": {
-                    "exitCode": exit_code,
-                    "reason": "Completed" if exit_code == 0 else "Error",
-                    "message": message[-_TERMINATION_LOG_TAIL:],
-                    "startedAt": started,
-                    "finishedAt": _now(),
-                }
-            },
-        }
+        return _terminated(container, exit_code, message[-_TERMINATION_LOG_TAIL:], started)
 
     def _simulated_download(self, container: Any, started: str) -> dict[str, Any]:
         """The terminated status of a download container that succeeded without running."""
@@ -337,23 +352,7 @@ class PodRunner:
             "bytesTransferred": 0,
             "files": 0,
         }
-        return {
-            "name": container.name,
-            "image": container.image,
-            "imageID": "",
-            "ready": False,
-            "restartCount": 0,
-            "started": False,
-            "state": {
-                "terminated": {
-                    "exitCode": 0,
-                    "reason": "Completed",
-                    "message": json.dumps(result, separators=(",", ":")) + "\n",
-                    "startedAt": started,
-                    "finishedAt": _now(),
-                }
-            },
-        }
+        return _terminated(container, 0, json.dumps(result, separators=(",", ":")) + "\n", started)
 
     # -- status ----------------------------------------------------------------------------
     def _patch_status(

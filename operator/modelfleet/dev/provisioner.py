@@ -40,12 +40,19 @@ def storage_class_manifest() -> dict[str, Any]:
     }
 
 
+def _volume_name(claim: dict[str, Any]) -> str:
+    """The name of the volume provisioned for a claim."""
+    return f"pvc-{claim['metadata']['uid']}"
+
+
 class LocalPathProvisioner:
     """Creates and reclaims hostPath PersistentVolumes under ``root``."""
 
     def __init__(self, core: client.CoreV1Api, root: Path) -> None:
         self.core = core
         self.root = root
+        # Volumes created whose watch event may not have arrived yet.
+        self._created: set[str] = set()
 
     def volume_path(self, volume_name: str) -> Path:
         """Directory that backs a PersistentVolume."""
@@ -63,12 +70,18 @@ class LocalPathProvisioner:
             claims = self._list(self.core.list_persistent_volume_claim_for_all_namespaces)
         if volumes is None:
             volumes = self._list(self.core.list_persistent_volume)
+        # A claim stays Pending until the controller manager binds the volume made for it:
+        # a claim whose volume exists already is not provisioned again.
+        made = {volume["metadata"]["name"] for volume in volumes}
+        self._created -= made
+        made |= self._created
         for claim in claims:
             spec, status = claim["spec"], claim.get("status", {})
             if (
                 status.get("phase") == "Pending"
                 and not spec.get("volumeName")
                 and (spec.get("storageClassName") or STORAGE_CLASS) in classes
+                and _volume_name(claim) not in made
             ):
                 self._provision(claim)
         for volume in volumes:
@@ -89,7 +102,7 @@ class LocalPathProvisioner:
 
     def _provision(self, claim: dict[str, Any]) -> None:
         meta, spec = claim["metadata"], claim["spec"]
-        name = f"pvc-{meta['uid']}"
+        name = _volume_name(claim)
         path = self.volume_path(name)
         path.mkdir(parents=True, exist_ok=True)
         path.chmod(0o777)  # pods run as arbitrary non-root users
@@ -117,6 +130,7 @@ class LocalPathProvisioner:
         }
         try:
             self.core.create_persistent_volume(body)
+            self._created.add(name)
             LOG.info("provisioned %s for %s/%s", name, meta["namespace"], meta["name"])
         except ApiException as error:
             if error.status != 409:

@@ -38,6 +38,8 @@ class Reflector:
         self._lock = threading.Lock()
         self.synced = threading.Event()
         """Set once the first list has been read."""
+        self.revision = 0
+        """Counts the changes seen: whoever shares ``changed`` can tell whether it was this."""
 
     def items(self) -> list[dict[str, Any]]:
         """The current objects."""
@@ -66,6 +68,7 @@ class Reflector:
         listing = json.loads(response.data)
         with self._lock:
             self._objects = {item["metadata"]["uid"]: item for item in listing["items"]}
+            self.revision += 1
         self.synced.set()
         self._changed.set()
         return str(listing["metadata"].get("resourceVersion") or "")
@@ -95,6 +98,7 @@ class Reflector:
                         self._objects.pop(obj["metadata"]["uid"], None)
                     else:
                         self._objects[obj["metadata"]["uid"]] = obj
+                    self.revision += 1
                 self._changed.set()
         finally:
             response.release_conn()

@@ -12,15 +12,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Literal
 
-from modelfleet.kubeconfig import load_kube_credentials
+from modelfleet import jobstatus
 
 LOG = logging.getLogger(__name__)
 
 Phase = Literal["Pending", "Downloading", "Verifying", "Succeeded", "Failed"]
-GROUP, VERSION, PLURAL = "modelfleet.io", "v1alpha1", "models"
 
 
 @dataclass(frozen=True)
@@ -125,68 +123,8 @@ class DownloadProgress:
         self._update(last_error=message)
 
 
-class StatusReporter:
+class StatusReporter(jobstatus.StatusReporter):
     """Merge-patches ``status.download`` of one Model at most every ``interval`` seconds."""
 
     def __init__(self, target: str, progress: DownloadProgress, interval: float = 5.0) -> None:
-        namespace, _, name = target.partition("/")
-        if not namespace or not name:
-            raise ValueError(f"status target must be <namespace>/<name>, got {target!r}")
-        self.namespace, self.name = namespace, name
-        self.interval = interval
-        self._progress = progress
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="status-reporter", daemon=True)
-        self._api: Any = None
-        self._last_sent: ProgressSnapshot | None = None
-        self.patches_sent = 0
-
-    def _connect(self) -> Any:
-        # Imported lazily: only a Job with a status target needs the kubernetes client.
-        from kubernetes import client  # noqa: PLC0415
-
-        load_kube_credentials()
-        return client.CustomObjectsApi()
-
-    def patch_now(self) -> None:
-        """Send the current snapshot if it changed since the last patch; never raises."""
-        state = self._progress.snapshot()
-        if state == self._last_sent:
-            return
-        try:
-            if self._api is None:
-                self._api = self._connect()
-            self._api.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURAL,
-                self.name,
-                {"status": {"download": state.to_status()}},
-                _content_type="application/merge-patch+json",
-                _request_timeout=10,
-            )
-        except Exception as error:  # noqa: BLE001 - progress must never fail a download
-            LOG.warning("status patch of %s/%s failed: %s", self.namespace, self.name, error)
-            return
-        self._last_sent = state
-        self.patches_sent += 1
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.patch_now()
-
-    def __enter__(self) -> StatusReporter:
-        self.patch_now()
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.interval + 15)
-        self.patch_now()
+        super().__init__("models", "download", target, progress.snapshot, interval)

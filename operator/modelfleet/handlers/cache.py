@@ -11,7 +11,8 @@ once from the server's reply, so the next reconcile sees it before its watch eve
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from modelfleet.handlers.kube import (
@@ -22,6 +23,7 @@ from modelfleet.handlers.kube import (
     POD,
     PVC,
     SERVICE,
+    STORAGE_CLASS,
     Kube,
     Manifest,
     Resource,
@@ -53,12 +55,13 @@ SPEC_UNREAD = frozenset({JOB.plural, POD.plural, DEPLOYMENT.plural})
 """Kinds whose spec no reconcile reads (it compares spec hashes in annotations): not kept."""
 
 
-def slim(resource: Resource, obj: Manifest) -> Manifest:
+def slim(resource: Resource, obj: Mapping[str, Any]) -> Manifest:
     """What the cache keeps of an object: no managedFields, and no spec where none is read
-    (pod templates are most of a Job's, pod's or Deployment's size)."""
+    (pod templates are most of a Job's, pod's or Deployment's size). Shallow: the parts kept
+    are shared with ``obj``."""
     kept = {k: v for k, v in obj.items() if not (k == "spec" and resource.plural in SPEC_UNREAD)}
     meta = kept.get("metadata")
-    if isinstance(meta, dict) and "managedFields" in meta:
+    if isinstance(meta, Mapping) and "managedFields" in meta:
         kept["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
     return kept
 
@@ -179,22 +182,43 @@ class ObjectCache:
             return sum(len(objects) for objects in self._objects.get(resource.plural, {}).values())
 
 
+REMEMBERED_SECONDS = {STORAGE_CLASS: 60.0}
+"""Kinds that seldom change and are not watched: a GET of one is remembered this long."""
+
+
 class CachedKube(Kube):
     """The operator's client: cached kinds are read from the cache, writes go through to it.
 
     Reads of other kinds (Secrets, StorageClasses, Models, FinetuneJobs named by a spec) go to
-    the API server; they happen only for Models that reference such an object.
+    the API server; they happen only for Models that reference such an object. StorageClasses
+    are remembered for a minute, since every Model whose claim is not bound yet reads one.
     """
 
-    def __init__(self, kube: Kube, cache: ObjectCache) -> None:
+    def __init__(
+        self, kube: Kube, cache: ObjectCache, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__(kube.api, timeout=kube.timeout)
         self.cache = cache
+        self._clock = clock
+        self._remembered: dict[tuple[str, str, str], tuple[float, Manifest | None]] = {}
+        self._remembered_lock = threading.Lock()
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> Manifest | None:
         """The object from the cache when its kind is cached, else from the API server."""
         if resource in CACHED:
             return self.cache.get(resource, namespace, name)
-        return super().get(resource, namespace, name)
+        keep = REMEMBERED_SECONDS.get(resource)
+        if keep is None:
+            return super().get(resource, namespace, name)
+        key = (resource.plural, namespace or "", name)
+        with self._remembered_lock:
+            until, obj = self._remembered.get(key, (0.0, None))
+        if until > self._clock():
+            return obj
+        obj = super().get(resource, namespace, name)
+        with self._remembered_lock:
+            self._remembered[key] = (self._clock() + keep, obj)
+        return obj
 
     def list(
         self, resource: Resource, namespace: str | None, label_selector: str | None = None

@@ -79,6 +79,9 @@ LOG = logging.getLogger(__name__)
 
 RETRY_ANNOTATION = "modelfleet.io/retry"
 DEFAULT_CLAIM_SIZE = "10Gi"
+SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
+CLAIM_BIND_GRACE_SECONDS = 120.0
+"""How long a claim may wait for its volume before the Model says ``ClaimPending``."""
 
 
 def now_text() -> str:
@@ -92,6 +95,9 @@ class Observed:
 
     config_error: tuple[Reason, str] | None = None
     claim: Manifest | None = None
+    claim_unbound: bool = False
+    """The claim has no volume yet, and gets one without waiting for a pod (see
+    ``claim_waits_for_volume``)."""
     job: Manifest | None = None
     job_pods: list[Manifest] = field(default_factory=list)
     other_jobs: list[Manifest] = field(default_factory=list)
@@ -202,6 +208,8 @@ def observe(kube: Kube, model: Model) -> Observed:
             observed.other_jobs.append(job)
     if observed.job is not None:
         observed.job_pods = kube.list(POD, namespace, f"job-name={job_name}")
+    elif observed.claim is not None and model.spec.source.finetune_job is None:
+        observed.claim_unbound = claim_waits_for_volume(kube, observed.claim)
     if model.spec.serving is not None:
         observed.deployment = kube.get(DEPLOYMENT, namespace, serving_name(model))
         observed.service = kube.get(SERVICE, namespace, serving_name(model))
@@ -210,6 +218,20 @@ def observe(kube: Kube, model: Model) -> Observed:
                 POD, namespace, f"{MODEL_LABEL}={name},{COMPONENT_LABEL}=serving"
             )
     return observed
+
+
+def claim_waits_for_volume(kube: Kube, claim: Manifest) -> bool:
+    """Whether ``claim`` is not bound yet but will be without a pod: its StorageClass binds
+    at once (``Immediate``, or no class: a static volume). A pod that mounts such a claim
+    before it is bound cannot be scheduled; the scheduler retries it on every volume event in
+    the cluster and posts a FailedScheduling Warning each time, so the Job waits instead."""
+    if (claim.get("status") or {}).get("phase") == "Bound":
+        return False
+    if SELECTED_NODE_ANNOTATION in (claim["metadata"].get("annotations") or {}):
+        return False  # bound for a pod that was scheduled already
+    class_name = (claim.get("spec") or {}).get("storageClassName")
+    storage_class = kube.get(STORAGE_CLASS, None, class_name) if class_name else None
+    return (storage_class or {}).get("volumeBindingMode") != "WaitForFirstConsumer"
 
 
 # -- decide ----------------------------------------------------------------------------------
@@ -382,8 +404,34 @@ def _finetune_weights(model: Model, observed: Observed, settings: OperatorSettin
     )
 
 
+def _claim_wait(model: Model, observed: Observed, plan: Plan, now: str) -> Verdict | None:
+    """Why the download Job is not created yet, if its claim is made in this reconcile or
+    has no volume yet. Until ``CLAIM_BIND_GRACE_SECONDS`` the verdict is the one the Job shows
+    while its pod starts, so that a claim that binds in time costs no status write of its own;
+    after that it is ``ClaimPending``."""
+    name = weights_claim_name(model)
+    pending = (Reason.PENDING, f"Job {current_job_name(model)}: Pending")
+    if observed.claim is None:
+        # Made in this reconcile: look again once its reply is in the cache (a claim that
+        # waits for its first pod is never updated, so no watch event would come).
+        plan.requeue_after = 1.0
+        return pending
+    if not observed.claim_unbound:
+        return None
+    waited = _seconds_between(observed.claim["metadata"].get("creationTimestamp"), now) or 0.0
+    if waited < CLAIM_BIND_GRACE_SECONDS:
+        plan.requeue_after = CLAIM_BIND_GRACE_SECONDS - waited
+        return pending
+    class_name = (observed.claim.get("spec") or {}).get("storageClassName")
+    return (
+        Reason.CLAIM_PENDING,
+        f'PersistentVolumeClaim "{name}" has had no volume for {waited:.0f}s'
+        f" (StorageClass {class_name or 'none'}): see its events",
+    )
+
+
 def _weights_state(
-    model: Model, observed: Observed, settings: OperatorSettings, plan: Plan
+    model: Model, observed: Observed, settings: OperatorSettings, plan: Plan, now: str
 ) -> WeightsState:
     """Judge the current Job (creating it when missing) and find the verified weights."""
     download_status = dict(model.status.to_wire().get("download") or {})
@@ -392,6 +440,9 @@ def _weights_state(
     if observed.config_error is not None:
         return WeightsState(False, observed.config_error, stalled=observed.config_error)
     if observed.job is None:
+        waiting = _claim_wait(model, observed, plan, now)
+        if waiting is not None:
+            return WeightsState(False, waiting)
         job = _job_to_create(model, observed, settings)
         plan.create.append(job)
         # What the Job will show while its pod starts, so that its start is no status change.
@@ -527,7 +578,7 @@ def _transition_events(
         return []
 
     def warning(reason: str) -> bool:
-        return reason in STALLED_REASONS or reason == Reason.UNSCHEDULABLE
+        return reason in STALLED_REASONS or reason in (Reason.UNSCHEDULABLE, Reason.CLAIM_PENDING)
 
     def rank(reason: str) -> tuple[int, int]:
         changed = grouped[reason]
@@ -570,7 +621,7 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
         plan.create.append(
             build_weights_claim(model, model.spec.storage.size or DEFAULT_CLAIM_SIZE)
         )
-    weights = _weights_state(model, observed, settings, plan)
+    weights = _weights_state(model, observed, settings, plan, now)
     serving = _serving_state(model, observed, settings, weights.verified, plan)
     stalled = weights.stalled or serving.stalled
     ready = weights.downloaded and serving.ready and stalled is None

@@ -9,13 +9,14 @@ drift. Failed reconciles back off exponentially, capped at ``retry_max_seconds``
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import functools
 import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import kopf
@@ -28,7 +29,7 @@ from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.builders.common import MANAGED_BY, MODEL_LABEL
 from modelfleet.builders.training import FINETUNE_LABEL
 from modelfleet.handlers import model as model_reconciler
-from modelfleet.handlers.cache import CACHED, CachedKube, ObjectCache
+from modelfleet.handlers.cache import CACHED, CachedKube, ObjectCache, slim
 from modelfleet.handlers.events import EventRecorder
 from modelfleet.handlers.finetune import reconcile_finetune
 from modelfleet.handlers.kube import (
@@ -94,6 +95,11 @@ class Runtime:
         self.kube = CachedKube(Kube(api, timeout=settings.request_timeout_seconds), self.cache)
         self.emit = EventRecorder(self.kube)
         self.wakeups = Wakeups()
+        # Reconciles wait on the API server most of their time: their own threads, so that
+        # ``max_workers`` sets how many run at once.
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.max_workers, thread_name_prefix="reconcile"
+        )
 
 
 _runtime: Runtime | None = None
@@ -106,9 +112,14 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def _api_client() -> client.ApiClient:
+def _api_client(threads: int) -> client.ApiClient:
+    """A client whose connection pool holds a connection for each reconcile thread (a
+    connection beyond the pool is closed after its request, and the next one pays for a new
+    TLS handshake)."""
     load_kube_credentials()
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, threads)
+    return client.ApiClient(configuration)
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -162,7 +173,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.lifetime = ours.peering_lifetime_seconds
     settings.execution.max_workers = ours.max_workers
     logging.getLogger("kopf.objects").addFilter(_quiet_per_object)
-    _runtime = Runtime(ours, _api_client())
+    _runtime = Runtime(ours, _api_client(ours.max_workers))
     metrics.serve(ours.metrics_port)
 
 
@@ -209,7 +220,7 @@ async def _work(
             try:
                 latest = rt.kube.fresher(resource, _plain(body))
                 delay = await loop.run_in_executor(
-                    None,
+                    rt.executor,
                     _timed,
                     kind,
                     functools.partial(reconcile, rt.kube, latest, rt.settings, rt.emit),
@@ -285,8 +296,12 @@ def _without_finalizer(*workers: Callable[..., Any]) -> None:
 _without_finalizer(model_worker, finetune_worker)
 
 
+# The handlers below only touch memory: they are coroutines, so kopf runs them on its event
+# loop instead of handing each watch event to a thread.
+
+
 @kopf.on.event(GROUP, VERSION, "models")
-def model_changed(
+async def model_changed(
     name: str, namespace: str | None, type: str | None, body: kopf.Body, **_: Any
 ) -> None:
     """Wake the Model's worker on any change of the Model but its own status writes."""
@@ -298,7 +313,7 @@ def model_changed(
 
 
 @kopf.on.event(GROUP, VERSION, "finetunejobs")
-def finetune_changed(
+async def finetune_changed(
     name: str, namespace: str | None, spec: kopf.Spec, type: str | None, **_: Any
 ) -> None:
     """Wake the FinetuneJob's worker, and the Model it promotes into (which serves its output)."""
@@ -311,15 +326,16 @@ def finetune_changed(
     wakeups.wake("Model", namespace, promote.get("modelName"))
 
 
-def _cache_child(resource: Resource) -> Callable[..., None]:
-    def remember(body: kopf.Body, **_: Any) -> None:
-        runtime().cache.put(resource, _plain(body))
+def _cache_child(resource: Resource) -> Callable[..., Awaitable[None]]:
+    async def remember(body: kopf.Body, **_: Any) -> None:
+        # Slim first: only what the cache keeps is copied out of kopf's view.
+        runtime().cache.put(resource, _plain(slim(resource, body)))
 
     return remember
 
 
-def _child_changed(resource: Resource) -> Callable[..., None]:
-    def changed(
+def _child_changed(resource: Resource) -> Callable[..., Awaitable[None]]:
+    async def changed(
         type: str | None,
         name: str,
         namespace: str | None,
