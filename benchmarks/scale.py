@@ -170,13 +170,21 @@ def operator_identity(cluster: DevCluster, work: Path) -> Path:
     ]
     apply(cluster, manifests)
     cluster.kubectl(binaries_cached(), "apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-    cluster.kubectl(
-        binaries_cached(),
-        "wait",
-        "--for=condition=Established",
-        "crd/models.modelfleet.io",
-        "--timeout=60s",
-    )
+    # kubectl wait fails at once, instead of waiting, while a new CRD has no conditions yet.
+    for attempt in range(30):
+        try:
+            cluster.kubectl(
+                binaries_cached(),
+                "wait",
+                "--for=condition=Established",
+                "crd/models.modelfleet.io",
+                "--timeout=60s",
+            )
+            break
+        except RuntimeError:
+            if attempt == 29:
+                raise
+            time.sleep(1)
     return chart_operator_kubeconfig(
         cluster.kubeconfig,
         OPERATOR_NAMESPACE,

@@ -16,7 +16,13 @@ export PATH=$K8S_BIN:$PWD/.venv/bin:$PATH
 
 echo "== CRDs"
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd/models.modelfleet.io crd/finetunejobs.modelfleet.io --timeout=60s >/dev/null
+# kubectl wait fails at once, instead of waiting, while a new CRD has no conditions yet.
+for attempt in $(seq 1 30); do
+  kubectl wait --for=condition=Established crd/models.modelfleet.io crd/finetunejobs.modelfleet.io \
+    --timeout=60s >/dev/null 2>&1 && break
+  [[ $attempt == 30 ]] && { echo "the CRDs did not become Established" >&2; exit 1; }
+  sleep 1
+done
 
 # Start a background process once; its pid goes where `hack/cluster.sh down` finds it.
 start_once() {

@@ -113,14 +113,14 @@ def test_an_unbound_claim_holds_the_job_without_a_new_reason() -> None:
 
 
 def test_a_claim_unbound_past_the_grace_shows_as_claim_pending_with_a_warning() -> None:
-    now = "2026-01-01T00:05:00Z"
+    now = "2026-01-01T00:10:00Z"
     model = _model()
     plan = decide(model, Observed(claim=_claim(), claim_unbound=True), SETTINGS, now)
     assert _kinds(plan) == []
     ready = _condition(plan, "Ready")
     assert ready["reason"] == Reason.CLAIM_PENDING
     assert weights_claim_name(model) in ready["message"]
-    assert "300s" in ready["message"]
+    assert "600s" in ready["message"]
     assert [(kind, reason) for kind, reason, _ in plan.events] == [
         ("Warning", Reason.CLAIM_PENDING)
     ]

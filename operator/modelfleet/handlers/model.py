@@ -80,7 +80,7 @@ LOG = logging.getLogger(__name__)
 RETRY_ANNOTATION = "modelfleet.io/retry"
 DEFAULT_CLAIM_SIZE = "10Gi"
 SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
-CLAIM_BIND_GRACE_SECONDS = 120.0
+CLAIM_BIND_GRACE_SECONDS = 300.0
 """How long a claim may wait for its volume before the Model says ``ClaimPending``."""
 
 
