@@ -32,6 +32,9 @@ class OperatorSettings(BaseSettings):
     status_progress_seconds: float = Field(default=5.0, ge=0)
     """A status change that is only progress (replica counts, messages, download percentage; no
     condition changing status or reason) is written at most this often per object."""
+    claim_bind_grace_seconds: float = Field(default=300.0, ge=0)
+    """How long a download Job may wait for its claim to be bound before the Model shows
+    ``ClaimPending``."""
     watch_timeout_seconds: int = 300
     """Server-side timeout of each watch request; the watch is then re-established."""
     request_timeout_seconds: float = 30.0

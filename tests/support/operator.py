@@ -51,6 +51,7 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "MODELFLEET_RESYNC_SECONDS": "30",
+            "MODELFLEET_CLAIM_BIND_GRACE_SECONDS": "15",
             **self.env,
         }
         log = self.log_path.open("ab")

@@ -18,7 +18,6 @@ from modelfleet.builders.naming import weights_claim_name
 from modelfleet.conditions import Reason
 from modelfleet.handlers.kube import STORAGE_CLASS, Resource
 from modelfleet.handlers.model import (
-    CLAIM_BIND_GRACE_SECONDS,
     Observed,
     claim_waits_for_volume,
     decide,
@@ -109,7 +108,7 @@ def test_an_unbound_claim_holds_the_job_without_a_new_reason() -> None:
     bound = decide(_model(), Observed(claim=_claim(phase="Bound")), SETTINGS, now)
     assert _condition(plan, "Ready") == _condition(bound, "Ready")
     assert _condition(plan, "Ready")["reason"] == Reason.PENDING
-    assert plan.requeue_after == pytest.approx(CLAIM_BIND_GRACE_SECONDS - 10)
+    assert plan.requeue_after == pytest.approx(SETTINGS.claim_bind_grace_seconds - 10)
 
 
 def test_a_claim_unbound_past_the_grace_shows_as_claim_pending_with_a_warning() -> None:

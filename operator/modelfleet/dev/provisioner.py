@@ -80,7 +80,8 @@ class LocalPathProvisioner:
             if (
                 status.get("phase") == "Pending"
                 and not spec.get("volumeName")
-                and (spec.get("storageClassName") or STORAGE_CLASS) in classes
+                # No key: the default class; "": a static volume, not provisioned.
+                and spec.get("storageClassName", STORAGE_CLASS) in classes
                 and _volume_name(claim) not in made
             ):
                 self._provision(claim)
@@ -117,7 +118,7 @@ class LocalPathProvisioner:
                 "capacity": {"storage": spec["resources"]["requests"]["storage"]},
                 "accessModes": spec.get("accessModes"),
                 "persistentVolumeReclaimPolicy": "Delete",
-                "storageClassName": spec.get("storageClassName") or STORAGE_CLASS,
+                "storageClassName": spec.get("storageClassName", STORAGE_CLASS),
                 "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
                 "claimRef": {
                     "apiVersion": "v1",

@@ -80,8 +80,6 @@ LOG = logging.getLogger(__name__)
 RETRY_ANNOTATION = "modelfleet.io/retry"
 DEFAULT_CLAIM_SIZE = "10Gi"
 SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
-CLAIM_BIND_GRACE_SECONDS = 300.0
-"""How long a claim may wait for its volume before the Model says ``ClaimPending``."""
 
 
 def now_text() -> str:
@@ -404,9 +402,11 @@ def _finetune_weights(model: Model, observed: Observed, settings: OperatorSettin
     )
 
 
-def _claim_wait(model: Model, observed: Observed, plan: Plan, now: str) -> Verdict | None:
+def _claim_wait(
+    model: Model, observed: Observed, settings: OperatorSettings, plan: Plan, now: str
+) -> Verdict | None:
     """Why the download Job is not created yet, if its claim is made in this reconcile or
-    has no volume yet. Until ``CLAIM_BIND_GRACE_SECONDS`` the verdict is the one the Job shows
+    has no volume yet. Until ``claim_bind_grace_seconds`` the verdict is the one the Job shows
     while its pod starts, so that a claim that binds in time costs no status write of its own;
     after that it is ``ClaimPending``."""
     name = weights_claim_name(model)
@@ -419,8 +419,8 @@ def _claim_wait(model: Model, observed: Observed, plan: Plan, now: str) -> Verdi
     if not observed.claim_unbound:
         return None
     waited = _seconds_between(observed.claim["metadata"].get("creationTimestamp"), now) or 0.0
-    if waited < CLAIM_BIND_GRACE_SECONDS:
-        plan.requeue_after = CLAIM_BIND_GRACE_SECONDS - waited
+    if waited < settings.claim_bind_grace_seconds:
+        plan.requeue_after = settings.claim_bind_grace_seconds - waited
         return pending
     class_name = (observed.claim.get("spec") or {}).get("storageClassName")
     return (
@@ -440,7 +440,7 @@ def _weights_state(
     if observed.config_error is not None:
         return WeightsState(False, observed.config_error, stalled=observed.config_error)
     if observed.job is None:
-        waiting = _claim_wait(model, observed, plan, now)
+        waiting = _claim_wait(model, observed, settings, plan, now)
         if waiting is not None:
             return WeightsState(False, waiting)
         job = _job_to_create(model, observed, settings)
