@@ -102,14 +102,9 @@ class PodRunner:
         self._lock = threading.Lock()
 
     # -- the loop --------------------------------------------------------------------------
-    def sync(self, pods: list[dict[str, Any]] | None = None) -> None:
+    def sync(self, pods: list[dict[str, Any]]) -> None:
         """One pass: start new pods, stop processes whose pod was deleted. ``pods`` are the
-        unfinished selected pods, from a watch (``Reflector``); when absent they are listed."""
-        if pods is None:
-            response = self.core.list_pod_for_all_namespaces(
-                label_selector=LABEL_SELECTOR, field_selector=UNFINISHED, _preload_content=False
-            )
-            pods = json.loads(response.data)["items"]
+        unfinished pods of ``LABEL_SELECTOR``, from a watch (``Reflector``)."""
         alive = set()
         for pod in pods:
             meta, spec = pod["metadata"], pod.get("spec") or {}

@@ -8,10 +8,8 @@ to that claim, and deletes both once the claim is gone.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +56,10 @@ class LocalPathProvisioner:
         """Directory that backs a PersistentVolume."""
         return self.root / volume_name
 
-    def sync(
-        self,
-        claims: list[dict[str, Any]] | None = None,
-        volumes: list[dict[str, Any]] | None = None,
-    ) -> None:
+    def sync(self, claims: list[dict[str, Any]], volumes: list[dict[str, Any]]) -> None:
         """One pass: provision pending claims, reclaim released volumes. ``claims`` and
-        ``volumes`` come from watches (``Reflector``); when absent they are listed."""
+        ``volumes`` come from watches (``Reflector``)."""
         classes = {STORAGE_CLASS}
-        if claims is None:
-            claims = self._list(self.core.list_persistent_volume_claim_for_all_namespaces)
-        if volumes is None:
-            volumes = self._list(self.core.list_persistent_volume)
         # A claim stays Pending until the controller manager binds the volume made for it:
         # a claim whose volume exists already is not provisioned again.
         made = {volume["metadata"]["name"] for volume in volumes}
@@ -92,14 +82,6 @@ class LocalPathProvisioner:
                 and volume.get("status", {}).get("phase") == "Released"
             ):
                 self._reclaim(volume["metadata"]["name"])
-
-    @staticmethod
-    def _list(call: Callable[..., Any]) -> list[dict[str, Any]]:
-        # Plain JSON: building client model objects for thousands of claims twice a second
-        # would cost the agent a core in a scale run.
-        response = call(_preload_content=False)
-        items: list[dict[str, Any]] = json.loads(response.data)["items"]
-        return items
 
     def _provision(self, claim: dict[str, Any]) -> None:
         meta, spec = claim["metadata"], claim["spec"]

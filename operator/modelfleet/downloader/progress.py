@@ -7,7 +7,6 @@ Model's ``status.download`` at a bounded rate. Its Role allows only ``patch`` on
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -15,8 +14,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from modelfleet import jobstatus
-
-LOG = logging.getLogger(__name__)
 
 Phase = Literal["Pending", "Downloading", "Verifying", "Succeeded", "Failed"]
 

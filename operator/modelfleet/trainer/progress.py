@@ -8,15 +8,12 @@ patch is logged and never fails training.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 from modelfleet import jobstatus
-
-LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
