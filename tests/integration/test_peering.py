@@ -4,13 +4,11 @@ active one dies."""
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.hubserver.server import HubServer
 from tests.integration.test_model_lifecycle import Models, tiny_manifest
@@ -21,37 +19,12 @@ from tests.support.operator import OperatorProcess
 pytestmark = pytest.mark.integration
 
 LIFETIME_SECONDS = 10
-WRITES = ("POST", "PUT", "PATCH", "DELETE")
-
-
-def _samples(process: OperatorProcess, metric: str) -> list[tuple[dict[str, str], float]]:
-    """The samples of one counter on a replica's metrics endpoint."""
-    with urllib.request.urlopen(process.metrics_url, timeout=5) as response:
-        text = response.read().decode()
-    return [
-        (sample.labels, sample.value)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == metric
-    ]
-
-
-def _reconciles(process: OperatorProcess) -> float:
-    return sum(value for _, value in _samples(process, "modelfleet_reconciles_total"))
-
-
-def _writes(process: OperatorProcess) -> float:
-    return sum(
-        value
-        for labels, value in _samples(process, "modelfleet_api_requests_total")
-        if labels.get("verb") in WRITES
-    )
 
 
 def _conflicts(process: OperatorProcess) -> float:
     return sum(
         value
-        for labels, value in _samples(process, "modelfleet_api_errors_total")
+        for labels, value in process.samples("modelfleet_api_errors_total")
         if labels.get("code") == "409"
     )
 
@@ -107,9 +80,9 @@ def test_two_replicas_only_one_acts_and_the_other_takes_over(
     jobs = sorted(j.metadata.name for j in batch.list_namespaced_job(namespace).items)
     assert len(jobs) == 2, jobs  # one download Job per Model, none twice
     assert len(apps.list_namespaced_deployment(namespace).items) == 1
-    assert _reconciles(active) > 0
-    assert _reconciles(standby) == 0, standby.logs()[-3000:]
-    assert _writes(standby) == 0, standby.logs()[-3000:]
+    assert active.reconciles() > 0
+    assert standby.reconciles() == 0, standby.logs()[-3000:]
+    assert standby.writes() == {}, standby.logs()[-3000:]
     assert _conflicts(active) == 0
     assert "Resuming operations" in active.logs()
 
@@ -127,6 +100,6 @@ def test_two_replicas_only_one_acts_and_the_other_takes_over(
 
     wait_for(scaled, timeout=LIFETIME_SECONDS * 6 + 60, message="the standby to take over")
     models.wait_ready("served", timeout=120)
-    assert _reconciles(standby) > 0
+    assert standby.reconciles() > 0
     assert _conflicts(standby) == 0
     assert sorted(j.metadata.name for j in batch.list_namespaced_job(namespace).items) == jobs

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import string
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client, dynamic
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.hubserver.repos import tiny_model_files
 from tests.hubserver.server import HubServer
@@ -128,19 +126,6 @@ def canary(
         core.delete_namespace(name)
 
 
-def reconcile_errors(operator: OperatorProcess) -> float:
-    """modelfleet_reconciles_total{result="error"} of the test's operator, all kinds."""
-    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
-        text = response.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "modelfleet_reconciles"
-        for sample in family.samples
-        if sample.name == "modelfleet_reconciles_total" and sample.labels["result"] == "error"
-    )
-
-
 def create(api: client.ApiClient, namespace: str, manifest: dict[str, Any]) -> None:
     """Create any object (Secret, claim, Model...) in ``namespace``."""
     resource = dynamic.DynamicClient(api).resources.get(
@@ -215,7 +200,7 @@ def test_runtime_bad_input_shows_a_typed_reason_without_harm(
     kind, name = manifest["kind"], manifest["metadata"]["name"]
     batch = client.BatchV1Api(api)
     canary_before = canary.snapshot()
-    errors_before = reconcile_errors(operator)
+    errors_before = operator.reconciles("error")
 
     for obj in case["setup"]:
         create(api, namespace, obj)
@@ -272,6 +257,6 @@ def test_runtime_bad_input_shows_a_typed_reason_without_harm(
 
     # The operator survived it, and nothing outside this namespace moved.
     assert operator.process is not None and operator.process.poll() is None, "operator exited"
-    errors = reconcile_errors(operator) - errors_before
+    errors = operator.reconciles("error") - errors_before
     assert errors <= MAX_RECONCILE_ERRORS, f"{errors:.0f} failed reconciles during the case"
     assert canary.snapshot() == canary_before

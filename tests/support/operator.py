@@ -8,9 +8,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.support.cluster import wait_for
+
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def _free_port() -> int:
@@ -44,6 +49,34 @@ class OperatorProcess:
         """The operator's Prometheus endpoint."""
         return f"http://127.0.0.1:{self.env['MODELFLEET_METRICS_PORT']}/metrics"
 
+    def samples(self, metric: str) -> list[tuple[dict[str, str], float]]:
+        """The samples of one metric on the operator's Prometheus endpoint."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        return [
+            (sample.labels, sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == metric
+        ]
+
+    def writes(self) -> dict[str, float]:
+        """Write requests this process sent, by ``VERB resource``."""
+        counts: dict[str, float] = {}
+        for labels, value in self.samples("modelfleet_api_requests_total"):
+            if labels["verb"] in WRITE_VERBS and value:
+                key = f"{labels['verb']} {labels['resource']}"
+                counts[key] = counts.get(key, 0) + value
+        return counts
+
+    def reconciles(self, result: str | None = None) -> float:
+        """Reconciles this process ran, all kinds; only those ending in ``result`` if given."""
+        return sum(
+            value
+            for labels, value in self.samples("modelfleet_reconciles_total")
+            if result is None or labels["result"] == result
+        )
+
     def start(self) -> OperatorProcess:
         """Start the operator and wait for its liveness endpoint."""
         port = self.env["MODELFLEET_HEALTH_PORT"]
@@ -62,7 +95,6 @@ class OperatorProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        import urllib.request
 
         def healthy() -> bool:
             assert self.process is not None
