@@ -46,6 +46,7 @@ fi
 
 need docker "the e2e tier runs kind, which runs in Docker"
 docker info >/dev/null 2>&1 || { log "the Docker daemon is not reachable"; exit 1; }
+bash hack/python-env.sh dev
 bash hack/build-tools.sh
 HELM=$HELM_BIN/helm
 KUBECTL=$K8S_BIN/kubectl

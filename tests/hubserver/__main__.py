@@ -1,5 +1,7 @@
 """Serve the demo repositories on 127.0.0.1: `python -m tests.hubserver --port 18765`.
 
+The e2e tier runs it in a pod of its test namespace with ``--host 0.0.0.0``.
+
 ``modelfleet-test/tiny-llama`` has two commits: ``main`` and the branch ``v2`` (different
 random weights), so a revision change can be tried by hand.
 """
@@ -16,9 +18,9 @@ from tests.hubserver.server import HubServer
 DEMO_REPO = "modelfleet-test/tiny-llama"
 
 
-def demo_hub(port: int) -> HubServer:
+def demo_hub(port: int, host: str = "127.0.0.1") -> HubServer:
     """A started hub with the demo repository."""
-    hub = HubServer().start(port)
+    hub = HubServer().start(port, host)
     hub.add_repo(DEMO_REPO, tiny_model_files(seed=0))
     hub.add_commit(DEMO_REPO, tiny_model_files(seed=1), branches=("v2",))
     return hub
@@ -27,8 +29,9 @@ def demo_hub(port: int) -> HubServer:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=18765)
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
-    hub = demo_hub(args.port)
+    hub = demo_hub(args.port, args.host)
     print(f"serving {DEMO_REPO} at {hub.endpoint}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -163,9 +163,10 @@ class HubServer:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self, port: int = 0) -> HubServer:
-        """Bind 127.0.0.1 on ``port`` (ephemeral by default) and serve in a thread."""
-        server = _Server(("127.0.0.1", port), _Handler)
+    def start(self, port: int = 0, host: str = "127.0.0.1") -> HubServer:
+        """Bind ``host`` (127.0.0.1 unless it runs in a test's pod) on ``port`` (ephemeral by
+        default) and serve in a thread."""
+        server = _Server((host, port), _Handler)
         server.hub = self
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True, name="hub")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from kubernetes import client, config
 from tests.hubserver.__main__ import demo_hub
 from tests.hubserver.server import HubServer
 from tests.support.chart import chart_credentials
-from tests.support.cluster import REPO_ROOT, TestCluster, tool_path, wait_for
+from tests.support.cluster import REPO_ROOT, TestCluster, scratch_namespace, tool_path, wait_for
 from tests.support.operator import OperatorProcess
 
 pytestmark = pytest.mark.integration
@@ -64,13 +63,8 @@ def api(cluster: TestCluster) -> client.ApiClient:
 @pytest.fixture
 def namespace(api: client.ApiClient) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards."""
-    core = client.CoreV1Api(api)
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"modelfleet.dev/test": "true"}}})
-    try:
+    with scratch_namespace(api) as name:
         yield name
-    finally:
-        core.delete_namespace(name)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from tests.support.chart import (
     chart_operator_kubeconfig,
     helm,
 )
-from tests.support.cluster import TestCluster
+from tests.support.cluster import TestCluster, scratch_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +48,6 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     ("", "namespaces", "delete"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "create"),
 ]
-
-
-def make_namespace(api: client.ApiClient) -> str:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    client.CoreV1Api(api).create_namespace(
-        {"metadata": {"name": name, "labels": {"modelfleet.dev/test": "true"}}}
-    )
-    return name
 
 
 def can(api: client.ApiClient, group: str, resource: str, verb: str, namespace: str) -> bool:
@@ -126,11 +118,8 @@ class Release:
 @pytest.fixture
 def workload_namespace(api: client.ApiClient) -> Iterator[str]:
     """A namespace where Models would live, apart from the release's own."""
-    name = make_namespace(api)
-    try:
+    with scratch_namespace(api) as name:
         yield name
-    finally:
-        client.CoreV1Api(api).delete_namespace(name)
 
 
 def operator_api(cluster: TestCluster, release: Release, tmp_path: Path) -> client.ApiClient:
@@ -201,8 +190,7 @@ def test_watch_namespaces_confines_the_operator(
     workload_namespace: str,
     tmp_path: Path,
 ) -> None:
-    elsewhere = make_namespace(api)
-    try:
+    with scratch_namespace(api) as elsewhere:
         release = Release(
             cluster.kubeconfig, namespace, {"watchNamespaces": [workload_namespace]}, tmp_path
         )
@@ -214,8 +202,6 @@ def test_watch_namespaces_confines_the_operator(
                 assert not can(operator, *rule, elsewhere), rule
         finally:
             release.uninstall()
-    finally:
-        client.CoreV1Api(api).delete_namespace(elsewhere)
 
 
 def test_several_replicas_install_the_peering_object(

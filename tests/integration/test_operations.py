@@ -18,7 +18,7 @@ from kubernetes import client
 from tests.hubserver.repos import tiny_model_files
 from tests.hubserver.server import Fault, HubServer
 from tests.integration.test_model_lifecycle import Models, tiny_manifest
-from tests.support.cluster import TestCluster, tool_path, wait_for
+from tests.support.cluster import TestCluster, scratch_namespace, tool_path, wait_for
 from tests.support.operator import OperatorProcess
 
 TOKEN = "hf_modelfleetCanary" + "Zq7" * 6
@@ -166,24 +166,15 @@ def test_wrong_token_is_unauthorized_without_retries(
 
 @pytest.fixture
 def restricted_namespace(api: client.ApiClient) -> Iterator[str]:
-    core = client.CoreV1Api(api)
-    name = f"r-{uuid.uuid4().hex[:10]}"
-    core.create_namespace(
+    with scratch_namespace(
+        api,
+        "r",
         {
-            "metadata": {
-                "name": name,
-                "labels": {
-                    "modelfleet.dev/test": "true",
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                },
-            }
-        }
-    )
-    try:
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        },
+    ) as name:
         yield name
-    finally:
-        core.delete_namespace(name)
 
 
 def test_restricted_namespace_accepts_every_pod(

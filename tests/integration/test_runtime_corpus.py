@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import string
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from kubernetes import client, dynamic
 from tests.hubserver.repos import tiny_model_files
 from tests.hubserver.server import HubServer
 from tests.integration.test_model_lifecycle import Models, tiny_manifest
-from tests.support.cluster import REPO_ROOT, TestCluster, wait_for
+from tests.support.cluster import REPO_ROOT, TestCluster, scratch_namespace, wait_for
 from tests.support.operator import OperatorProcess
 
 CORPUS = sorted((REPO_ROOT / "tests/corpus/runtime").glob("*.yaml"))
@@ -112,18 +111,13 @@ def canary(
     operator: OperatorProcess,
     model_hub: HubServer,
 ) -> Iterator[Canary]:
-    core = client.CoreV1Api(api)
-    name = f"canary-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"modelfleet.dev/test": "true"}}})
-    try:
+    with scratch_namespace(api, "canary") as name:
         models = Models(api, name, cluster.kubeconfig)
         manifest = tiny_manifest(model_hub, name="canary")
         manifest["spec"]["serving"]["replicas"] = 1
         models.create(manifest)
         models.wait_ready("canary", timeout=180)
         yield Canary(models, client.AppsV1Api(api), client.BatchV1Api(api))
-    finally:
-        core.delete_namespace(name)
 
 
 def create(api: client.ApiClient, namespace: str, manifest: dict[str, Any]) -> None:

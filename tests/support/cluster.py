@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+from kubernetes import client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +66,19 @@ def tool_path(name: str) -> str:
     if found is None:
         raise AssertionError(f"{name} not found: run hack/build-tools.sh")
     return found
+
+
+@contextmanager
+def scratch_namespace(
+    api: client.ApiClient, prefix: str = "t", labels: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A namespace of its own for a test (``prefix``-random, labelled as a test's), deleted
+    when the block ends."""
+    core = client.CoreV1Api(api)
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    all_labels = {"modelfleet.dev/test": "true", **(labels or {})}
+    core.create_namespace({"metadata": {"name": name, "labels": all_labels}})
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
