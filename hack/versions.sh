@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the variables are read by the scripts that source it
 # Pinned versions of the local control plane's tools; sourced by the hack/ scripts.
 # The cache is keyed by these versions, so changing one rebuilds only that tool.
 K8S_VERSION=${K8S_VERSION:-v1.34.4}

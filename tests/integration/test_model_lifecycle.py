@@ -85,11 +85,12 @@ class Models:
     def wait_reason(
         self, name: str, type_: str, reason: str, timeout: float = 120
     ) -> dict[str, Any]:
-        return wait_for(
+        condition: dict[str, Any] = wait_for(
             lambda: (c := self.condition(name, type_)).get("reason") == reason and c,
             timeout=timeout,
             message=f"{type_} reason {reason}",
         )
+        return condition
 
 
 @pytest.fixture
