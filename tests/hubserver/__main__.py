@@ -3,12 +3,15 @@
 The e2e tier runs it in a pod of its test namespace with ``--host 0.0.0.0``.
 
 ``modelfleet-test/tiny-llama`` has two commits: ``main`` and the branch ``v2`` (different
-random weights), so a revision change can be tried by hand.
+random weights), so a revision change can be tried by hand. The dataset repository
+``modelfleet-test/tiny-instructions`` holds ``data/train.jsonl`` for
+``examples/finetunejob-hf-dataset.yaml``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import threading
 
@@ -16,13 +19,29 @@ from tests.hubserver.repos import tiny_model_files
 from tests.hubserver.server import HubServer
 
 DEMO_REPO = "modelfleet-test/tiny-llama"
+DEMO_DATASET = "modelfleet-test/tiny-instructions"
+
+
+def demo_dataset_rows(count: int = 40) -> bytes:
+    """JSONL instruction rows: counting, in words and digits."""
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    rows = [
+        {"instruction": f"Write the number {words[i % 10]} in digits.", "output": str(i % 10)}
+        for i in range(count)
+    ]
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
 def demo_hub(port: int, host: str = "127.0.0.1") -> HubServer:
-    """A started hub with the demo repository."""
+    """A started hub with the demo model and dataset repositories."""
     hub = HubServer().start(port, host)
     hub.add_repo(DEMO_REPO, tiny_model_files(seed=0))
     hub.add_commit(DEMO_REPO, tiny_model_files(seed=1), branches=("v2",))
+    hub.add_repo(
+        DEMO_DATASET,
+        {"data/train.jsonl": demo_dataset_rows(), "README.md": b"# tiny instructions\n"},
+        repo_type="dataset",
+    )
     return hub
 
 

@@ -2,7 +2,8 @@
 
 Endpoints (what huggingface_hub 2.4 calls): ``GET /api/models/{repo}[/revision/{rev}]``,
 ``GET /api/models/{repo}/tree/{rev}[/{path}]``, ``POST /api/models/{repo}/paths-info/{rev}``,
-``HEAD``/``GET /{repo}/resolve/{rev}/{path}`` with Range. Errors carry the ``X-Error-Code``
+``HEAD``/``GET /{repo}/resolve/{rev}/{path}`` with Range; the same under ``/api/datasets/`` and
+``/datasets/`` for dataset repositories. Errors carry the ``X-Error-Code``
 values huggingface_hub maps to typed errors.
 """
 
@@ -204,13 +205,16 @@ class HubServer:
         branches: tuple[str, ...] = ("main",),
         gated: bool = False,
         token: str | None = None,
+        repo_type: str = "model",
     ) -> str:
-        """Create a repo with one commit that ``branches`` point at; return its sha."""
+        """Create a repo with one commit that ``branches`` point at; return its sha. A dataset
+        repository is kept, and named to add_commit, as ``datasets/<repo_id>``."""
         repo = Repo(repo_id, gated=gated, token=token)
         if token is not None:
             self.valid_tokens.add(token)
-        self.repos[repo_id] = repo
-        return self.add_commit(repo_id, files, branches=branches)
+        key = repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
+        self.repos[key] = repo
+        return self.add_commit(key, files, branches=branches)
 
     def add_commit(
         self,
@@ -371,7 +375,9 @@ class HubServer:
         try:
             if parts[:2] == ["api", "models"]:
                 self._handle_api(handler, parts[2:], parse_qs(url.query))
-            elif "resolve" in parts[1:3]:
+            elif parts[:2] == ["api", "datasets"]:
+                self._handle_api(handler, ["datasets", *parts[2:]], parse_qs(url.query))
+            elif "resolve" in parts[1:4]:
                 self._handle_resolve(handler, parts, head=head)
             else:
                 self._send_error(handler, 404, None, "Not Found", None)
@@ -417,7 +423,7 @@ class HubServer:
             handler.close_connection = True
 
     def _find_repo(self, parts: list[str]) -> tuple[Repo | None, list[str]]:
-        for width in (2, 1):
+        for width in (3, 2, 1) if parts[:1] == ["datasets"] else (2, 1):
             repo = self.repos.get("/".join(parts[:width]))
             if repo is not None:
                 return repo, parts[width:]

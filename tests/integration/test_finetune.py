@@ -103,6 +103,25 @@ class FinetuneJobs:
         return {}
 
 
+def _cached_base(models: Models, hub: HubServer, directory: Path) -> None:
+    """The Model "base": a real tiny model from ``hub``, cached and not served."""
+    manifest = _base_manifest(hub, _real_tiny_repo(hub, directory), replicas=1)
+    del manifest["spec"]["serving"]
+    models.create(manifest)
+
+
+def _wait_finished(jobs: FinetuneJobs, name: str, timeout: float) -> None:
+    wait_for(
+        lambda: (
+            jobs.condition(name, "Succeeded").get("status") == "True"
+            or jobs.condition(name, "Failed").get("status") == "True"
+        ),
+        timeout=timeout,
+        interval=1,
+        message=f"the FinetuneJob {name} to finish",
+    )
+
+
 def test_finetune_trains_and_promotes_without_dropping_replicas(
     api: client.ApiClient,
     namespace: str,
@@ -136,15 +155,7 @@ def test_finetune_trains_and_promotes_without_dropping_replicas(
     watcher = threading.Thread(target=observe, daemon=True)
     watcher.start()
     try:
-        wait_for(
-            lambda: (
-                jobs.condition("tune", "Succeeded").get("status") == "True"
-                or jobs.condition("tune", "Failed").get("status") == "True"
-            ),
-            timeout=420,
-            interval=1,
-            message="the FinetuneJob to finish",
-        )
+        _wait_finished(jobs, "tune", timeout=420)
         assert jobs.condition("tune", "Succeeded")["status"] == "True", jobs.get("tune")["status"]
         finetuned = f"/models/finetunes/{namespace}/tune/merged_model"
         wait_for(
@@ -196,11 +207,7 @@ def test_finetune_waits_for_its_base_then_reports_a_malformed_line(
     assert waiting["status"] == "False"
     assert jobs.get("bad")["status"]["summary"]["status"] == "Pending"
 
-    models = Models(api, namespace, cluster.kubeconfig)
-    repo = _real_tiny_repo(model_hub, tmp_path / "model")
-    manifest = _base_manifest(model_hub, repo, replicas=1)
-    del manifest["spec"]["serving"]
-    models.create(manifest)
+    _cached_base(Models(api, namespace, cluster.kubeconfig), model_hub, tmp_path / "model")
     failed = wait_for(
         lambda: (c := jobs.condition("bad", "Failed")).get("status") == "True" and c,
         timeout=240,
@@ -216,3 +223,104 @@ def test_finetune_waits_for_its_base_then_reports_a_malformed_line(
         .items
     )
     assert job.status.failed == 1, "an invalid dataset is not retried"
+
+
+def test_finetune_on_a_gated_hub_dataset_waits_for_its_token_and_reports_the_commit(
+    api: client.ApiClient,
+    namespace: str,
+    cluster: TestCluster,
+    operator: OperatorProcess,
+    model_hub: HubServer,
+    tmp_path: Path,
+) -> None:
+    core = client.CoreV1Api(api)
+    jobs = FinetuneJobs(api, namespace)
+    _cached_base(Models(api, namespace, cluster.kubeconfig), model_hub, tmp_path / "model")
+    token = f"hf_{uuid.uuid4().hex}"
+    dataset_repo = f"modelfleet-test/instructions-{uuid.uuid4().hex[:6]}"
+    rows = "\n".join(json.dumps(r) for r in dataset_rows(16)) + "\n"
+    sha = model_hub.add_repo(
+        dataset_repo,
+        {"data/train.jsonl": rows.encode(), "README.md": b"# instructions\n"},
+        gated=True,
+        token=token,
+        repo_type="dataset",
+    )
+    tune = _finetune("hub", promote_to=None)
+    tune["spec"]["hyperparameters"]["epochs"] = 1
+    tune["spec"]["dataset"] = {
+        "huggingface": {
+            "repo": dataset_repo,
+            "file": "data/train.jsonl",
+            "endpoint": model_hub.endpoint,
+            "tokenSecretRef": {"name": "hf", "key": "token"},
+        }
+    }
+    jobs.create(tune)
+    waiting = wait_for(
+        lambda: (c := jobs.condition("hub", "Running")).get("reason") == "SecretNotFound" and c,
+        timeout=120,
+        message="SecretNotFound",
+    )
+    assert 'Secret "hf" not found' in waiting["message"]
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=hub")
+    assert any(e.type == "Warning" and e.reason == "SecretNotFound" for e in events.items)
+
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "hf"}, "stringData": {"token": token}}
+    )
+    _wait_finished(jobs, "hub", timeout=300)
+    status = jobs.get("hub")["status"]
+    assert jobs.condition("hub", "Succeeded")["status"] == "True", status
+    assert status["datasetRevision"] == sha
+    output = _host_path(api, namespace, "base-weights") / "finetunes" / namespace / "hub"
+    meta = json.loads((output / "finetune_meta.json").read_text())
+    assert meta["dataset"]["repo"] == dataset_repo
+    assert meta["dataset"]["revision"] == sha
+    assert meta["dataset"]["rows"] == 16
+    fetched = [
+        r for r in model_hub.requests if r.path.startswith(f"/datasets/{dataset_repo}/resolve/")
+    ]
+    assert fetched and all(r.authorized and r.status in (200, 206) for r in fetched)
+    assert not any("README" in r.path for r in fetched), "only the named file is fetched"
+    (job,) = (
+        client.BatchV1Api(api)
+        .list_namespaced_job(namespace, label_selector="modelfleet.io/finetunejob=hub")
+        .items
+    )
+    assert token not in json.dumps(api.sanitize_for_serialization(job))
+    assert token not in operator.logs()
+
+
+def test_finetune_on_a_missing_hub_dataset_fails_at_once_with_its_reason(
+    api: client.ApiClient,
+    namespace: str,
+    cluster: TestCluster,
+    operator: OperatorProcess,
+    model_hub: HubServer,
+    tmp_path: Path,
+) -> None:
+    jobs = FinetuneJobs(api, namespace)
+    _cached_base(Models(api, namespace, cluster.kubeconfig), model_hub, tmp_path / "model")
+    tune = _finetune("absent", promote_to=None)
+    tune["spec"]["dataset"] = {
+        "huggingface": {
+            "repo": "modelfleet-test/no-such-dataset",
+            "file": "train.jsonl",
+            "endpoint": model_hub.endpoint,
+        }
+    }
+    jobs.create(tune)
+    failed = wait_for(
+        lambda: (c := jobs.condition("absent", "Failed")).get("status") == "True" and c,
+        timeout=240,
+        interval=1,
+        message="the FinetuneJob to fail",
+    )
+    assert failed["reason"] == "RepoNotFound", failed
+    (job,) = (
+        client.BatchV1Api(api)
+        .list_namespaced_job(namespace, label_selector="modelfleet.io/finetunejob=absent")
+        .items
+    )
+    assert job.status.failed == 1, "a missing repository is not retried"

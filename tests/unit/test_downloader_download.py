@@ -14,7 +14,7 @@ from modelfleet.downloader.download import download_model
 from modelfleet.downloader.errors import DownloadError
 from modelfleet.downloader.layout import MANIFEST_NAME, PARTIAL_DIR, list_revisions
 from modelfleet.downloader.manifest import load_and_verify_manifest
-from modelfleet.downloader.settings import VerifyMode
+from modelfleet.downloader.settings import Source, VerifyMode
 from tests.hubserver import HubServer, LazyBlob, sharded_model_files, tiny_model_files
 from tests.hubserver.fixtures import download_request, running_hub
 
@@ -207,3 +207,39 @@ def test_incomplete_selection_is_refused(hub: HubServer, tmp_path: Path) -> None
 
     assert failure.value.reason is Reason.INCOMPLETE
     assert not list(tmp_path.rglob(MANIFEST_NAME))
+
+
+def test_dataset_file_comes_from_the_dataset_repository(hub: HubServer, tmp_path: Path) -> None:
+    rows = b'{"instruction": "say hi", "output": "hi"}\n'
+    hub.add_repo("org/tiny", tiny_model_files())  # a model of the same name is not read
+    sha = hub.add_repo(
+        "org/tiny", {"train.jsonl": rows, "README.md": b"# data\n"}, repo_type="dataset"
+    )
+
+    report = download_model(
+        download_request(
+            hub,
+            tmp_path,
+            "org/tiny",
+            source=Source.HUGGINGFACE_DATASET,
+            allow_patterns=["train.jsonl"],
+        )
+    )
+
+    assert report.sha == sha
+    assert [p.name for p in report.path.iterdir() if not p.name.startswith(".")] == ["train.jsonl"]
+    assert (report.path / "train.jsonl").read_bytes() == rows
+    assert [r.path for r in hub.gets()] and all(
+        r.path.startswith("/datasets/org/tiny/resolve/") for r in hub.gets()
+    )
+
+
+def test_missing_dataset_repository_is_repo_not_found(hub: HubServer, tmp_path: Path) -> None:
+    hub.add_repo("org/tiny", tiny_model_files())  # only a model by that name
+
+    with pytest.raises(DownloadError) as failure:
+        download_model(
+            download_request(hub, tmp_path, "org/tiny", source=Source.HUGGINGFACE_DATASET)
+        )
+
+    assert failure.value.reason is Reason.REPO_NOT_FOUND

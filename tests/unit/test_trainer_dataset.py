@@ -17,11 +17,19 @@ from typing import Any
 import pytest
 
 from modelfleet.conditions import Reason
-from modelfleet.trainer.dataset import load_dataset, parse_dataset_text, plain_prompt
+from modelfleet.downloader.download import download_model
+from modelfleet.downloader.settings import Source
+from modelfleet.trainer.dataset import (
+    fetched_dataset,
+    load_dataset,
+    parse_dataset_text,
+    plain_prompt,
+)
 from modelfleet.trainer.errors import TrainerError
 from modelfleet.trainer.progress import StatusReporter, TrainingProgress
 from modelfleet.trainer.result import TrainerResult
 from modelfleet.trainer.training import format_lr, lr_factor, plan_steps
+from tests.hubserver.fixtures import download_request, running_hub
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -316,3 +324,24 @@ def test_status_patch_failure_is_not_fatal(tmp_path: Path, monkeypatch: pytest.M
     assert reporter.patches_sent == 0
     with pytest.raises(ValueError, match="<namespace>/<name>"):
         StatusReporter("just-a-name", progress)
+
+
+def test_a_fetched_hub_dataset_is_found_checked_and_named_by_its_commit(tmp_path: Path) -> None:
+    rows = b'{"instruction": "say hi", "output": "hi"}\n'
+    with pytest.raises(TrainerError) as nothing:
+        fetched_dataset(tmp_path, "org/data", "data/train.jsonl")
+    assert nothing.value.reason is Reason.DATASET_INVALID
+    for hub in running_hub():
+        sha = hub.add_repo("org/data", {"data/train.jsonl": rows}, repo_type="dataset")
+        download_model(
+            download_request(hub, tmp_path, "org/data", source=Source.HUGGINGFACE_DATASET)
+        )
+
+    path, revision = fetched_dataset(tmp_path, "org/data", "data/train.jsonl")
+
+    assert (path, revision) == (tmp_path / "org" / "data" / sha / "data" / "train.jsonl", sha)
+    assert load_dataset(path, revision).revision == sha
+    path.write_bytes(b"{}")  # not the size the manifest lists
+    with pytest.raises(TrainerError) as changed:
+        fetched_dataset(tmp_path, "org/data", "data/train.jsonl")
+    assert changed.value.reason is Reason.DATASET_INVALID

@@ -177,19 +177,22 @@ def volume_mount(name: str, path: str, *, read_only: bool = False) -> dict[str, 
     return mount
 
 
-def pod_failure_policy(container_name: str) -> dict[str, Any]:
-    """A Job's podFailurePolicy: exit code 2 fails the Job at once; an evicted or preempted pod
-    is not the program's fault and spends no retry."""
+def pod_failure_policy(*container_names: str) -> dict[str, Any]:
+    """A Job's podFailurePolicy: exit code 2 of any of ``container_names`` fails the Job at once;
+    an evicted or preempted pod is not the program's fault and spends no retry."""
     return {
         "rules": [
-            {
-                "action": "FailJob",
-                "onExitCodes": {
-                    "containerName": container_name,
-                    "operator": "In",
-                    "values": [EXIT_PERMANENT],
-                },
-            },
+            *(
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": name,
+                        "operator": "In",
+                        "values": [EXIT_PERMANENT],
+                    },
+                }
+                for name in container_names
+            ),
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
         ]
     }

@@ -12,6 +12,7 @@ import json
 from typing import Any, Literal
 
 from modelfleet.api.v1alpha1 import Model
+from modelfleet.api.v1alpha1.common import SecretKeyRef
 from modelfleet.builders.common import (
     RETRY_TOKEN_ANNOTATION,
     REVISION_ANNOTATION,
@@ -56,7 +57,7 @@ TMP_SIZE_LIMIT = "1Gi"
 
 # huggingface_hub and modelscope write caches and token lookups under HOME; the root
 # filesystem is read-only and UID 65532 has no home directory in the image.
-_SCRATCH_ENV = (("HOME", TMP_PATH), ("XDG_CACHE_HOME", f"{TMP_PATH}/.cache"))
+SCRATCH_ENV = (("HOME", TMP_PATH), ("XDG_CACHE_HOME", f"{TMP_PATH}/.cache"))
 
 
 def _downloader_image(model: Model, settings: OperatorSettings) -> str:
@@ -128,9 +129,23 @@ def _common_env(model: Model) -> list[dict[str, Any]]:
     return [
         env_var("MODELFLEET_STATUS_TARGET", f"{model_namespace(model)}/{model_name(model)}"),
         env_var("MODELFLEET_TERMINATION_LOG", TERMINATION_LOG),
-        *(env_var(name, value) for name, value in _SCRATCH_ENV),
+        *(env_var(name, value) for name, value in SCRATCH_ENV),
         env_var("HF_HUB_DISABLE_TELEMETRY", "1"),
     ]
+
+
+def hub_access_env(
+    endpoint: str | None, token_ref: SecretKeyRef | None, token_env: str = "HF_TOKEN"
+) -> list[dict[str, Any]]:
+    """The endpoint and the token (read from its Secret at run time) of a hub source."""
+    env: list[dict[str, Any]] = []
+    if endpoint:
+        env.append(env_var("HF_ENDPOINT", endpoint))
+        # Mirrors and test hubs speak the plain HTTP protocol, not Xet storage.
+        env.append(env_var("HF_HUB_DISABLE_XET", "1"))
+    if token_ref is not None:
+        env.append(secret_env_var(token_env, token_ref.name, token_ref.key))
+    return env
 
 
 def build_download_job(
@@ -185,12 +200,7 @@ def build_download_job(
         env_var("MODELFLEET_PROTECTED_PATHS", json.dumps(list(protected_paths))),
         *_common_env(model),
     ]
-    if endpoint:
-        env.append(env_var("HF_ENDPOINT", endpoint))
-        # Mirrors and test hubs speak the plain HTTP protocol, not Xet storage.
-        env.append(env_var("HF_HUB_DISABLE_XET", "1"))
-    if token_ref is not None:
-        env.append(secret_env_var(token_env, token_ref.name, token_ref.key))
+    env += hub_access_env(endpoint, token_ref, token_env)
 
     name = download_job_name(model, download_revision_key(model, revision), retry_token)
     return _job(

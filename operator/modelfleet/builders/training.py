@@ -1,12 +1,15 @@
 """The training Job of a FinetuneJob: ``python -m modelfleet.trainer`` on the base Model's
-volume, with the dataset mounted as a file."""
+volume, with the dataset mounted as a file, or fetched from a huggingface dataset repository by
+an init container of the downloader image."""
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from modelfleet.api.v1alpha1 import API_VERSION, FinetuneJob
+from modelfleet.api.v1alpha1.finetunejob import HuggingFaceDataset
 from modelfleet.builders.common import (
     COMPONENT_LABEL,
     MANAGED_BY,
@@ -22,11 +25,14 @@ from modelfleet.builders.common import (
     tmp_volume,
     volume_mount,
 )
+from modelfleet.builders.download import DEFAULT_RESOURCES as FETCH_RESOURCES
+from modelfleet.builders.download import DOWNLOADER_COMMAND, SCRATCH_ENV, hub_access_env
 from modelfleet.builders.naming import finetune_output_dir
 from modelfleet.settings import OperatorSettings
 
 FINETUNE_LABEL = "modelfleet.io/finetunejob"
 CONTAINER_NAME = "train"
+FETCH_CONTAINER_NAME = "fetch-dataset"
 TRAINER_COMMAND = ["python", "-m", "modelfleet.trainer"]
 TERMINATION_LOG = "/dev/termination-log"
 BASE_VOLUME = "base"
@@ -56,16 +62,63 @@ def finetune_labels(job: FinetuneJob) -> dict[str, str]:
     }
 
 
-def _dataset(job: FinetuneJob) -> tuple[dict[str, Any], str]:
-    """The dataset's volume and the path of the file inside the pod."""
+def _fetch_dataset_container(dataset: HuggingFaceDataset, image: str) -> dict[str, Any]:
+    """The init container that downloads and verifies the dataset file into the dataset
+    volume, as ``<repo>/<commit>/<file>`` with a manifest, before training starts."""
+    env = [
+        env_var("MODELFLEET_MODE", "download"),
+        env_var("MODELFLEET_SOURCE", "huggingface-dataset"),
+        env_var("MODELFLEET_REPO", dataset.repo),
+        env_var("MODELFLEET_REVISION", dataset.revision),
+        env_var("MODELFLEET_MODEL_ROOT", DATASET_MOUNT),
+        env_var("MODELFLEET_ALLOW_PATTERNS", json.dumps([dataset.file])),
+        # The volume is this pod's emptyDir: nothing outlives the pod to be made durable.
+        env_var("MODELFLEET_FSYNC", "false"),
+        env_var("MODELFLEET_TERMINATION_LOG", TERMINATION_LOG),
+        *(env_var(name, value) for name, value in SCRATCH_ENV),
+        env_var("HF_HUB_DISABLE_TELEMETRY", "1"),
+    ]
+    env += hub_access_env(dataset.endpoint, dataset.token_secret_ref)
+    return {
+        "name": FETCH_CONTAINER_NAME,
+        "image": image,
+        "command": list(DOWNLOADER_COMMAND),
+        "env": env,
+        "resources": copy.deepcopy(FETCH_RESOURCES),
+        "securityContext": container_security_context(read_only_root=True),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            volume_mount(DATASET_VOLUME, DATASET_MOUNT),
+            volume_mount(TMP_VOLUME, TMP_PATH),
+        ],
+    }
+
+
+def _dataset(
+    job: FinetuneJob, settings: OperatorSettings
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The dataset's volume, the trainer's environment that finds the file, and the init
+    containers that fetch it (none for a mounted file)."""
     dataset = job.spec.dataset
     if dataset.config_map is not None:
         volume = {"name": DATASET_VOLUME, "configMap": {"name": dataset.config_map.name}}
-        return volume, f"{DATASET_MOUNT}/{dataset.config_map.key}"
+        path = f"{DATASET_MOUNT}/{dataset.config_map.key}"
+        return volume, [env_var("MODELFLEET_DATASET_PATH", path)], []
     if dataset.pvc is not None:
         volume = claim_volume(dataset.pvc.claim_name, read_only=True) | {"name": DATASET_VOLUME}
-        return volume, f"{DATASET_MOUNT}{dataset.pvc.path}"
-    raise ValueError("only configMap and pvc datasets can be mounted")
+        path = f"{DATASET_MOUNT}{dataset.pvc.path}"
+        return volume, [env_var("MODELFLEET_DATASET_PATH", path)], []
+    if dataset.huggingface is not None:
+        hub = dataset.huggingface
+        volume = {"name": DATASET_VOLUME, "emptyDir": {}}
+        env = [
+            env_var("MODELFLEET_DATASET_PATH", DATASET_MOUNT),
+            env_var("MODELFLEET_DATASET_REPO", hub.repo),
+            env_var("MODELFLEET_DATASET_FILE", hub.file),
+        ]
+        return volume, env, [_fetch_dataset_container(hub, settings.downloader_image)]
+    raise ValueError("the dataset names no source")
 
 
 def build_training_job(
@@ -84,11 +137,11 @@ def build_training_job(
     output_dir = finetune_output_dir(settings, namespace, job.metadata.name).replace(
         settings.model_root.rstrip("/"), OUTPUT_MOUNT, 1
     )
-    dataset_volume, dataset_path = _dataset(job)
+    dataset_volume, dataset_env, init_containers = _dataset(job, settings)
     env = [
         env_var("MODELFLEET_MODEL_PATH", base_path),
         env_var("MODELFLEET_OUTPUT_DIR", output_dir),
-        env_var("MODELFLEET_DATASET_PATH", dataset_path),
+        *dataset_env,
         env_var("MODELFLEET_METHOD", spec.method),
         env_var("MODELFLEET_EPOCHS", str(params.epochs)),
         env_var("MODELFLEET_BATCH_SIZE", str(params.batch_size)),
@@ -131,13 +184,16 @@ def build_training_job(
     }
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.retries,
-        "podFailurePolicy": pod_failure_policy(CONTAINER_NAME),
+        "podFailurePolicy": pod_failure_policy(
+            *(c["name"] for c in init_containers), CONTAINER_NAME
+        ),
         "template": {
             "metadata": {"labels": finetune_labels(job)},
             "spec": {
                 "restartPolicy": "Never",
                 "serviceAccountName": settings.job_service_account,
                 "securityContext": pod_security_context(),
+                **({"initContainers": init_containers} if init_containers else {}),
                 "containers": [container],
                 "volumes": [
                     claim_volume(base_claim, read_only=True) | {"name": BASE_VOLUME},

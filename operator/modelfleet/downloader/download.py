@@ -94,6 +94,8 @@ def make_source(request: DownloadRequest) -> SnapshotSource:
     """The client for ``request.source``."""
     if request.source is Source.HUGGINGFACE:
         return HubClient(request.endpoint, request.token)
+    if request.source is Source.HUGGINGFACE_DATASET:
+        return HubClient(request.endpoint, request.token, repo_type="dataset")
     if request.source is Source.MODELSCOPE:
         # Imported here because it pulls in the optional modelscope package on use.
         from modelfleet.downloader.modelscope_source import ModelScopeClient  # noqa: PLC0415
@@ -219,7 +221,8 @@ def download_model(
         transfer.close()
 
     progress.set_phase("Verifying")
-    check_completeness(directory, {f.path: f.size for f in selected})
+    if request.source is not Source.HUGGINGFACE_DATASET:  # a dataset file is not a model
+        check_completeness(directory, {f.path: f.size for f in selected})
     remove_partials(directory)
     manifest = Manifest(
         repo=request.repo,

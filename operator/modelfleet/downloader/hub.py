@@ -146,8 +146,12 @@ def map_status(status: int, headers: Mapping[str, str], message: str) -> Downloa
 class HubClient:
     """Talks to one Hugging Face endpoint (the Hub or a mirror) with one optional token."""
 
-    def __init__(self, endpoint: str | None = None, token: str | None = None) -> None:
+    def __init__(
+        self, endpoint: str | None = None, token: str | None = None, repo_type: str = "model"
+    ) -> None:
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
+        self.repo_type = repo_type
+        """``model``, or ``dataset`` for a FinetuneJob's data."""
         self._token = token
         # token=False stops huggingface_hub from reading a cached login behind our back.
         self._api = HfApi(endpoint=self.endpoint, token=token if token else False)
@@ -165,7 +169,11 @@ class HubClient:
 
     def resolve_revision(self, repo: str, revision: str) -> str:
         """The commit sha a branch, tag or sha points at now."""
-        info = self._call(lambda: self._api.model_info(repo, revision=revision, timeout=60))
+        info = self._call(
+            lambda: self._api.repo_info(
+                repo, revision=revision, repo_type=self.repo_type, timeout=60
+            )
+        )
         if not info.sha:
             raise DownloadError(Reason.REVISION_NOT_FOUND, f"hub returned no commit for {revision}")
         return info.sha
@@ -174,7 +182,9 @@ class HubClient:
         """Every file at commit ``sha`` with its size, and sha256 for LFS files."""
 
         def listing() -> list[RemoteFile]:
-            entries = self._api.list_repo_tree(repo, revision=sha, recursive=True)
+            entries = self._api.list_repo_tree(
+                repo, revision=sha, recursive=True, repo_type=self.repo_type
+            )
             return [
                 RemoteFile(
                     path=validate_file_path(e.path),
@@ -197,7 +207,9 @@ class HubClient:
 
     def file_url(self, repo: str, sha: str, path: str) -> str:
         """The resolve URL of one file at one commit."""
-        return hf_hub_url(repo, path, revision=sha, endpoint=self.endpoint)
+        return hf_hub_url(
+            repo, path, revision=sha, endpoint=self.endpoint, repo_type=self.repo_type
+        )
 
     def headers(self) -> dict[str, str]:
         """Request headers with auth; never log them."""

@@ -48,7 +48,7 @@ def request_from_settings(settings: DownloaderSettings) -> DownloadRequest:
         max_workers=settings.max_workers,
         fsync=settings.fsync,
         # HF_ENDPOINT is Hugging Face's; ModelScope reads MODELSCOPE_ENDPOINT itself.
-        endpoint=settings.endpoint if settings.source is Source.HUGGINGFACE else None,
+        endpoint=settings.endpoint if settings.source is not Source.MODELSCOPE else None,
         token=settings.token.get_secret_value() if settings.token else None,
     )
 

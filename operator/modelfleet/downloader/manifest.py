@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 from modelfleet.conditions import Reason
 from modelfleet.downloader.errors import DownloadError
 from modelfleet.downloader.layout import MANIFEST_NAME, validate_file_path
-from modelfleet.downloader.settings import VerifyMode
+from modelfleet.downloader.settings import Source, VerifyMode
 from modelfleet.downloader.verify import check_completeness, check_file
 
 MANIFEST_API_VERSION = "modelfleet.io/v1alpha1"
@@ -112,7 +112,8 @@ def load_manifest(directory: Path) -> Manifest:
 
 
 def load_and_verify_manifest(directory: Path, mode: VerifyMode = VerifyMode.SIZE) -> Manifest:
-    """Load the manifest and check every file it lists in ``mode`` plus completeness.
+    """Load the manifest and check every file it lists in ``mode`` plus, for weights, that
+    they form a loadable model.
 
     ``directory`` may also be the manifest file itself.
     """
@@ -127,5 +128,6 @@ def load_and_verify_manifest(directory: Path, mode: VerifyMode = VerifyMode.SIZE
             # "none" still needs the files to exist: a manifest over missing files is a lie.
             mode=VerifyMode.SIZE if mode is VerifyMode.NONE else mode,
         )
-    check_completeness(directory, {f.path: f.size for f in manifest.files})
+    if manifest.source != Source.HUGGINGFACE_DATASET:
+        check_completeness(directory, {f.path: f.size for f in manifest.files})
     return manifest

@@ -17,9 +17,10 @@ class Mode(StrEnum):
 
 
 class Source(StrEnum):
-    """Where the weights come from."""
+    """Where the files come from: weights, or a FinetuneJob's dataset file."""
 
     HUGGINGFACE = "huggingface"
+    HUGGINGFACE_DATASET = "huggingface-dataset"
     MODELSCOPE = "modelscope"
     PVC = "pvc"
 

@@ -22,7 +22,7 @@ from modelfleet.conditions import ConditionType, Reason, find_condition, set_con
 from modelfleet.handlers.identity import JOB_IDENTITIES
 from modelfleet.handlers.jobs import job_outcome
 from modelfleet.handlers.kube import CONFIG_MAP, FINETUNE_JOB, JOB, MODEL, POD, PVC, Kube, Manifest
-from modelfleet.handlers.model import base_claim_name, now_text, status_changed
+from modelfleet.handlers.model import base_claim_name, now_text, secret_problem, status_changed
 from modelfleet.metrics import FINETUNE_RUNS
 from modelfleet.settings import OperatorSettings
 
@@ -37,24 +37,23 @@ def _condition_true(body: Manifest | None, type_: ConditionType) -> bool:
     return (find_condition(conditions, type_) or {}).get("status") == "True"
 
 
-def _dataset_problem(kube: Kube, job: FinetuneJob) -> str | None:
+def _dataset_problem(kube: Kube, job: FinetuneJob) -> tuple[Reason, str] | None:
+    """Why the dataset cannot be read yet, or None: the Job is created only when it can."""
     dataset = job.spec.dataset
-    if dataset.huggingface is not None:
-        return (
-            "huggingface datasets are not supported yet; put the file in a ConfigMap or on a"
-            " PersistentVolumeClaim"
-        )
-    if (
-        dataset.pvc is not None
-        and kube.get(PVC, job.metadata.namespace, dataset.pvc.claim_name) is None
-    ):
-        return f'PersistentVolumeClaim "{dataset.pvc.claim_name}" not found'
+    namespace = job.metadata.namespace or ""
+    if dataset.huggingface is not None and dataset.huggingface.token_secret_ref is not None:
+        return secret_problem(kube, namespace, dataset.huggingface.token_secret_ref)
+    if dataset.pvc is not None and kube.get(PVC, namespace, dataset.pvc.claim_name) is None:
+        return Reason.DATASET_INVALID, f'PersistentVolumeClaim "{dataset.pvc.claim_name}" not found'
     if dataset.config_map is not None:
-        config_map = kube.get(CONFIG_MAP, job.metadata.namespace, dataset.config_map.name)
+        config_map = kube.get(CONFIG_MAP, namespace, dataset.config_map.name)
         if config_map is None:
-            return f'ConfigMap "{dataset.config_map.name}" not found'
+            return Reason.DATASET_INVALID, f'ConfigMap "{dataset.config_map.name}" not found'
         if dataset.config_map.key not in (config_map.get("data") or {}):
-            return f'ConfigMap "{dataset.config_map.name}" has no key "{dataset.config_map.key}"'
+            return (
+                Reason.DATASET_INVALID,
+                f'ConfigMap "{dataset.config_map.name}" has no key "{dataset.config_map.key}"',
+            )
     return None
 
 
@@ -140,7 +139,12 @@ def reconcile_finetune(
         status["summary"] = {"status": phase}
         before = find_condition(previous.get("conditions", []), ConditionType.READY) or {}
         if (previous.get("summary") or {}).get("status") != phase or before.get("reason") != reason:
-            warning = failed or reason in (Reason.BASE_MODEL_NOT_READY, Reason.DATASET_INVALID)
+            warning = failed or reason in (
+                Reason.BASE_MODEL_NOT_READY,
+                Reason.DATASET_INVALID,
+                Reason.SECRET_NOT_FOUND,
+                Reason.SECRET_KEY_NOT_FOUND,
+            )
             events.append(("Warning" if warning else "Normal", reason, f"{phase}: {message}"))
 
     try:
@@ -161,7 +165,7 @@ def reconcile_finetune(
                 )
                 requeue = WAIT_SECONDS
             elif problem is not None:
-                state("Pending", Reason.DATASET_INVALID, problem)
+                state("Pending", *problem)
                 requeue = WAIT_SECONDS * 3
             else:
                 base_status = base.get("status", {})
@@ -196,6 +200,8 @@ def reconcile_finetune(
                     FINETUNE_RUNS.labels("failed").inc()
             else:
                 status["outputPath"] = f"{settings.model_root}/finetunes/{namespace}/{name}"
+                if outcome.result.get("datasetRevision"):
+                    status["datasetRevision"] = outcome.result["datasetRevision"]
                 status["completionTime"] = previous.get("completionTime") or now
                 message = f"trained; final loss {outcome.result.get('finalLoss')}"
                 if job.spec.promote is not None and base is not None:

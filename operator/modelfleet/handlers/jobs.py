@@ -35,7 +35,14 @@ def _finished_condition(job: Manifest) -> dict[str, Any] | None:
 
 
 def _termination_result(pod: Manifest) -> dict[str, Any]:
-    for status in pod.get("status", {}).get("containerStatuses", []):
+    # The main container's result first; a failed init container (a dataset that could not be
+    # fetched) leaves only its own.
+    pod_status = pod.get("status", {})
+    statuses = [
+        *pod_status.get("containerStatuses", []),
+        *pod_status.get("initContainerStatuses", []),
+    ]
+    for status in statuses:
         message = status.get("state", {}).get("terminated", {}).get("message", "")
         for line in reversed(message.strip().splitlines()):
             try:

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelfleet.api.v1alpha1 import Model
+from modelfleet.api.v1alpha1.common import SecretKeyRef
 from modelfleet.api.v1alpha1.model import HuggingFaceSource, LoraAdapter, ModelScopeSource
 from modelfleet.builders.common import (
     COMPONENT_LABEL,
@@ -147,9 +148,11 @@ def current_job_name(model: Model) -> str | None:
 def _secret_problem(kube: Kube, model: Model) -> tuple[Reason, str] | None:
     hub = hub_source(model)
     ref = hub.token_secret_ref if hub else None
-    if ref is None:
-        return None
-    namespace = model.metadata.namespace
+    return None if ref is None else secret_problem(kube, model.metadata.namespace or "", ref)
+
+
+def secret_problem(kube: Kube, namespace: str, ref: SecretKeyRef) -> tuple[Reason, str] | None:
+    """Why the token ``ref`` names cannot be used, or None when it can."""
     secret = kube.get(SECRET, namespace, ref.name)
     if secret is None:
         return Reason.SECRET_NOT_FOUND, f'Secret "{ref.name}" not found in namespace {namespace}'

@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from modelfleet.conditions import Reason
+from modelfleet.downloader.errors import DownloadError
+from modelfleet.downloader.layout import list_revisions
+from modelfleet.downloader.manifest import load_and_verify_manifest
+from modelfleet.downloader.settings import VerifyMode
 from modelfleet.trainer.errors import TrainerError
 
 IGNORE_INDEX = -100
@@ -54,6 +58,8 @@ class Dataset:
     examples: list[Example]
     sha256: str
     path: Path
+    revision: str | None = None
+    """Commit sha of the hub repository the file came from; None for a mounted file."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,23 @@ def parse_dataset_text(text: str) -> list[Example]:
     return examples
 
 
-def load_dataset(path: Path) -> Dataset:
+def fetched_dataset(root: Path, repo: str, file: str) -> tuple[Path, str]:
+    """The file the fetch-dataset container downloaded from ``repo`` under ``root``, checked
+    against its manifest, and the commit it came from."""
+    fetched = [r for r in list_revisions(root, repo) if r.complete]
+    if len(fetched) != 1:
+        raise TrainerError(
+            Reason.DATASET_INVALID,
+            f"expected one fetched revision of {repo} under {root}, found {len(fetched)}",
+        )
+    try:
+        manifest = load_and_verify_manifest(fetched[0].path, VerifyMode.SIZE)
+    except DownloadError as error:
+        raise TrainerError(Reason.DATASET_INVALID, f"fetched dataset: {error}") from None
+    return fetched[0].path / file, manifest.resolved_revision
+
+
+def load_dataset(path: Path, revision: str | None = None) -> Dataset:
     """Read, hash and validate the dataset file; raises DatasetInvalid."""
     try:
         data = path.read_bytes()
@@ -155,7 +177,7 @@ def load_dataset(path: Path) -> Dataset:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise TrainerError(Reason.DATASET_INVALID, f"not UTF-8 text (byte {error.start})") from None
-    return Dataset(parse_dataset_text(text), hashlib.sha256(data).hexdigest(), path)
+    return Dataset(parse_dataset_text(text), hashlib.sha256(data).hexdigest(), path, revision)
 
 
 def has_chat_template(tokenizer: Any) -> bool:

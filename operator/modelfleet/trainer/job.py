@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from modelfleet.conditions import Reason
 from modelfleet.downloader.manifest import load_and_verify_manifest
 from modelfleet.downloader.settings import VerifyMode
-from modelfleet.trainer.dataset import load_dataset, tokenize_dataset
+from modelfleet.trainer.dataset import fetched_dataset, load_dataset, tokenize_dataset
 from modelfleet.trainer.errors import TrainerError
 from modelfleet.trainer.meta import (
     BaseModelInfo,
@@ -113,7 +113,12 @@ def run(settings: TrainerSettings, progress: TrainingProgress) -> TrainerResult:
     """Validate, train, save and describe the outcome; raises TrainerError."""
     started_at, started = datetime.now(UTC), time.monotonic()
     # Cheap checks first: a bad dataset fails before torch is even imported.
-    dataset = load_dataset(settings.dataset_path)
+    if settings.dataset_repo:
+        dataset = load_dataset(
+            *fetched_dataset(settings.dataset_path, settings.dataset_repo, settings.dataset_file)
+        )
+    else:
+        dataset = load_dataset(settings.dataset_path)
     _check_base(settings.model_path)
     _quiet_libraries()
     lazy("transformers").set_seed(settings.seed)
@@ -169,6 +174,8 @@ def run(settings: TrainerSettings, progress: TrainingProgress) -> TrainerResult:
             ),
             dataset=DatasetInfo(
                 path=str(dataset.path),
+                repo=settings.dataset_repo or None,
+                revision=dataset.revision,
                 sha256=dataset.sha256,
                 rows=len(dataset.examples),
                 trained_rows=len(examples),
@@ -223,6 +230,7 @@ def run(settings: TrainerSettings, progress: TrainingProgress) -> TrainerResult:
         output_path=str(settings.output_dir),
         final_loss=final,
         steps=result.steps,
+        dataset_revision=dataset.revision,
     )
 
 

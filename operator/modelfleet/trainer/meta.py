@@ -34,6 +34,10 @@ class DatasetInfo(_CamelModel):
     """The data that was trained on."""
 
     path: str
+    repo: str | None = None
+    """The huggingface dataset repository it was fetched from."""
+    revision: str | None = None
+    """That repository's commit sha."""
     sha256: str
     rows: int
     trained_rows: int

@@ -22,6 +22,8 @@ class TrainerResult:
     output_path: str | None = None
     final_loss: float | None = None
     steps: int = 0
+    dataset_revision: str | None = None
+    """Commit sha of a huggingface dataset."""
 
     @property
     def exit_code(self) -> int:
@@ -29,18 +31,18 @@ class TrainerResult:
         return exit_code(self.result == "Succeeded", self.reason, PERMANENT_REASONS)
 
     def to_json(self) -> str:
-        """One line of JSON with camelCase keys."""
-        return json.dumps(
-            {
-                "result": self.result,
-                "reason": str(self.reason),
-                "message": shorten(self.message),
-                "outputPath": self.output_path,
-                "finalLoss": None if self.final_loss is None else round(self.final_loss, 6),
-                "steps": self.steps,
-            },
-            separators=(",", ":"),
-        )
+        """One line of JSON with camelCase keys (``datasetRevision`` only for a hub dataset)."""
+        line: dict[str, object] = {
+            "result": self.result,
+            "reason": str(self.reason),
+            "message": shorten(self.message),
+            "outputPath": self.output_path,
+            "finalLoss": None if self.final_loss is None else round(self.final_loss, 6),
+            "steps": self.steps,
+        }
+        if self.dataset_revision is not None:
+            line["datasetRevision"] = self.dataset_revision
+        return json.dumps(line, separators=(",", ":"))
 
 
 def write_result(result: TrainerResult, termination_log: Path | None) -> str:

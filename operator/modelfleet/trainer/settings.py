@@ -29,7 +29,12 @@ class TrainerSettings(BaseSettings):
     output_dir: Path
     """Where lora/, merged_model/ and finetune_meta.json go: <root>/finetunes/<ns>/<name>."""
     dataset_path: Path
-    """A JSON array or JSONL file of rows."""
+    """A JSON array or JSONL file of rows; with ``dataset_repo``, the directory the Job's
+    fetch-dataset container downloaded that repository's file into."""
+    dataset_repo: str = ""
+    """A huggingface dataset repository, fetched before training; empty for a mounted file."""
+    dataset_file: str = ""
+    """With ``dataset_repo``: the file's path in the repository."""
     method: Method = Method.LORA
     epochs: float = Field(default=3, gt=0, le=1000)
     batch_size: int = Field(default=4, ge=1, le=4096)

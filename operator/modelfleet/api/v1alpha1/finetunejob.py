@@ -16,6 +16,7 @@ from modelfleet.api.v1alpha1.common import (
     ObjectMeta,
     ObjectName,
     ResourceRequirements,
+    SecretKeyRef,
     default_object,
 )
 from modelfleet.api.v1alpha1.model import Gpu, Serving
@@ -53,8 +54,12 @@ class HuggingFaceDataset(ApiModel):
     """Dataset repository id."""
     revision: str = Field(default="main", pattern=REVISION_PATTERN, max_length=255)
     """Branch, tag or commit."""
-    file: str = Field(min_length=1, max_length=1024)
+    file: str = Field(min_length=1, max_length=1024, pattern=r"^[^/]([^.]|\.[^./])*$")
     """Path of the JSON or JSONL file in the repository."""
+    endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=2048)
+    """Hub endpoint, e.g. a mirror (the HF_ENDPOINT of huggingface_hub). Default: the public hub."""
+    token_secret_ref: SecretKeyRef | None = None
+    """Secret holding an access token for gated or private dataset repositories."""
 
 
 class Dataset(ApiModel):
@@ -191,6 +196,8 @@ class FinetuneJobStatus(ApiModel):
     """Directory of the result: merged_model/, lora/ and finetune_meta.json."""
     base_revision: str | None = None
     """Commit sha of the base weights."""
+    dataset_revision: str | None = None
+    """Commit sha of a huggingface dataset, once the training Job fetched it."""
     start_time: datetime | None = None
     """When training started."""
     completion_time: datetime | None = None
