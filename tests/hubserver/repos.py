@@ -126,10 +126,18 @@ def _llama_tensors() -> dict[str, tuple[int, ...]]:
 
 def _tokenizer_files() -> dict[str, bytes | LazyBlob]:
     vocab = {f"t{i}": i for i in range(32)}
+    # Every field of a tokenizers serialization, so that transformers loads it (a fine-tune of
+    # the demo model needs the tokenizer); any word outside the vocabulary is t0.
     tokenizer = {
         "version": "1.0",
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "t0"},
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [],
+        "normalizer": None,
         "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": None,
+        "decoder": None,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "t0"},
     }
     return {
         "tokenizer.json": json.dumps(tokenizer).encode(),

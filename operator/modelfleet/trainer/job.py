@@ -258,7 +258,7 @@ def run_reporting(settings: TrainerSettings, progress: TrainingProgress) -> Trai
             return _failure(Reason.INSUFFICIENT_STORAGE, f"no space left: {error}", progress)
         LOG.exception("unexpected error")
         return _failure(
-            Reason.INCOMPLETE, f"unexpected {type(error).__name__}: {error}"[:500], progress
+            Reason.TRAINING_FAILED, f"unexpected {type(error).__name__}: {error}"[:500], progress
         )
 
 
