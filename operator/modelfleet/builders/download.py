@@ -57,7 +57,7 @@ TMP_SIZE_LIMIT = "1Gi"
 
 # huggingface_hub and modelscope write caches and token lookups under HOME; the root
 # filesystem is read-only and UID 65532 has no home directory in the image.
-SCRATCH_ENV = (("HOME", TMP_PATH), ("XDG_CACHE_HOME", f"{TMP_PATH}/.cache"))
+_SCRATCH_ENV = (("HOME", TMP_PATH), ("XDG_CACHE_HOME", f"{TMP_PATH}/.cache"))
 
 
 def _downloader_image(model: Model, settings: OperatorSettings) -> str:
@@ -82,22 +82,13 @@ def _job(
     backoff_limit: int,
 ) -> Manifest:
     """The Job shape download and verify share."""
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": _downloader_image(model, settings),
-        "command": list(DOWNLOADER_COMMAND),
-        "env": env,
-        "resources": _resources(model),
-        "securityContext": container_security_context(read_only_root=True),
-        "terminationMessagePath": TERMINATION_LOG,
-        # The result line is written to the termination log; logs are a fallback when the
-        # process dies before writing it (OOM kill, import error).
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [
-            volume_mount(WEIGHTS_VOLUME, settings.model_root, read_only=read_only),
-            volume_mount(TMP_VOLUME, TMP_PATH),
-        ],
-    }
+    container = downloader_container(
+        CONTAINER_NAME,
+        _downloader_image(model, settings),
+        env,
+        _resources(model),
+        volume_mount(WEIGHTS_VOLUME, settings.model_root, read_only=read_only),
+    )
     spec: dict[str, Any] = {"backoffLimit": backoff_limit}
     if model.spec.download.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = model.spec.download.active_deadline_seconds
@@ -125,12 +116,44 @@ def _job(
     return stamp_spec_hash(manifest)
 
 
+def downloader_container(
+    name: str,
+    image: str,
+    env: list[dict[str, Any]],
+    resources: dict[str, Any],
+    target: dict[str, Any],
+) -> dict[str, Any]:
+    """A container running the downloader with ``env``, writing to the volume mount ``target``
+    (or reading it, when read-only) and using /tmp as scratch."""
+    return {
+        "name": name,
+        "image": image,
+        "command": list(DOWNLOADER_COMMAND),
+        "env": env,
+        "resources": resources,
+        "securityContext": container_security_context(read_only_root=True),
+        "terminationMessagePath": TERMINATION_LOG,
+        # The result line is written to the termination log; logs are a fallback when the
+        # process dies before writing it (OOM kill, import error).
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [target, volume_mount(TMP_VOLUME, TMP_PATH)],
+    }
+
+
+def downloader_env() -> list[dict[str, Any]]:
+    """What every downloader container is given besides its task: where its result and its
+    scratch files go, and no telemetry."""
+    return [
+        env_var("MODELFLEET_TERMINATION_LOG", TERMINATION_LOG),
+        *(env_var(name, value) for name, value in _SCRATCH_ENV),
+        env_var("HF_HUB_DISABLE_TELEMETRY", "1"),
+    ]
+
+
 def _common_env(model: Model) -> list[dict[str, Any]]:
     return [
         env_var("MODELFLEET_STATUS_TARGET", f"{model_namespace(model)}/{model_name(model)}"),
-        env_var("MODELFLEET_TERMINATION_LOG", TERMINATION_LOG),
-        *(env_var(name, value) for name, value in SCRATCH_ENV),
-        env_var("HF_HUB_DISABLE_TELEMETRY", "1"),
+        *downloader_env(),
     ]
 
 

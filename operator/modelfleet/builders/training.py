@@ -26,7 +26,7 @@ from modelfleet.builders.common import (
     volume_mount,
 )
 from modelfleet.builders.download import DEFAULT_RESOURCES as FETCH_RESOURCES
-from modelfleet.builders.download import DOWNLOADER_COMMAND, SCRATCH_ENV, hub_access_env
+from modelfleet.builders.download import downloader_container, downloader_env, hub_access_env
 from modelfleet.builders.naming import finetune_output_dir
 from modelfleet.settings import OperatorSettings
 
@@ -74,25 +74,16 @@ def _fetch_dataset_container(dataset: HuggingFaceDataset, image: str) -> dict[st
         env_var("MODELFLEET_ALLOW_PATTERNS", json.dumps([dataset.file])),
         # The volume is this pod's emptyDir: nothing outlives the pod to be made durable.
         env_var("MODELFLEET_FSYNC", "false"),
-        env_var("MODELFLEET_TERMINATION_LOG", TERMINATION_LOG),
-        *(env_var(name, value) for name, value in SCRATCH_ENV),
-        env_var("HF_HUB_DISABLE_TELEMETRY", "1"),
+        *downloader_env(),
+        *hub_access_env(dataset.endpoint, dataset.token_secret_ref),
     ]
-    env += hub_access_env(dataset.endpoint, dataset.token_secret_ref)
-    return {
-        "name": FETCH_CONTAINER_NAME,
-        "image": image,
-        "command": list(DOWNLOADER_COMMAND),
-        "env": env,
-        "resources": copy.deepcopy(FETCH_RESOURCES),
-        "securityContext": container_security_context(read_only_root=True),
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [
-            volume_mount(DATASET_VOLUME, DATASET_MOUNT),
-            volume_mount(TMP_VOLUME, TMP_PATH),
-        ],
-    }
+    return downloader_container(
+        FETCH_CONTAINER_NAME,
+        image,
+        env,
+        copy.deepcopy(FETCH_RESOURCES),
+        volume_mount(DATASET_VOLUME, DATASET_MOUNT),
+    )
 
 
 def _dataset(
