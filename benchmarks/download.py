@@ -5,7 +5,7 @@ times each client in its own process, sha256 speed against ``sha256sum``, and wh
 50 % of one large file costs the next attempt. Prints a markdown table; ``--write FILE``
 replaces the ``## Download`` section of FILE.
 
-    PYTHONPATH=operator:. python benchmarks/download.py --size-gb 4 --runs 3 \\
+    python benchmarks/download.py --size-gb 4 --runs 3 \\
         --write docs/benchmarks.md
 """
 
@@ -26,12 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.hubserver import HubServer
-from tests.hubserver.repos import large_model_files
-
-from modelfleet.downloader.verify import sha256_file
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "operator")]
+
+from tests.hubserver import HubServer  # noqa: E402
+from tests.hubserver.repos import large_model_files  # noqa: E402
+
+from modelfleet.downloader.verify import sha256_file  # noqa: E402
+
 REPO_ID = "bench/synthetic"
 KILL_REPO_ID = "bench/kill"
 

@@ -50,6 +50,7 @@ from tests.support.chart import chart_operator_kubeconfig, render_chart  # noqa:
 from tests.support.operator import OperatorProcess  # noqa: E402
 
 from modelfleet.dev.cluster import Binaries, DevCluster  # noqa: E402
+from modelfleet.dev.engines import SIMULATED_ENGINE_IMAGE  # noqa: E402
 from modelfleet.dev.podrunner import SIMULATED_DOWNLOAD_IMAGE, simulated_revision  # noqa: E402
 
 GROUP, VERSION, PLURAL = "modelfleet.io", "v1alpha1", "models"
@@ -69,7 +70,7 @@ def log(message: str) -> None:
 # -- the cluster -------------------------------------------------------------------------------
 def binaries() -> Binaries:
     """The pinned control-plane binaries (hack/versions.sh), built when missing."""
-    subprocess.run(["bash", str(REPO_ROOT / "hack/build-tools.sh")], check=True)
+    subprocess.run(["bash", str(REPO_ROOT / "hack/build-tools.sh"), "cluster"], check=True)
     paths = subprocess.run(
         ["bash", "-c", 'source hack/versions.sh; echo "$K8S_BIN $ETCD_BIN $KWOK_BIN"'],
         cwd=REPO_ROOT,
@@ -215,6 +216,8 @@ def model_manifest(index: int, namespace: str, revision: str = "main") -> dict[s
             "replicas": 1 if kind == "serving-1" else 2,
             "gpu": {"count": 1},
             "maxModelLen": 512,
+            # Thousands of engines do not fit on one machine: kwok makes these pods Ready.
+            "image": SIMULATED_ENGINE_IMAGE,
         }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",

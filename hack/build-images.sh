@@ -6,8 +6,8 @@
 # Images are named $REGISTRY/<name>:$TAG. REGISTRY defaults to the chart's default
 # (ghcr.io/modelfleet) and TAG to the chart's appVersion, so a default build matches the default
 # values of charts/modelfleet. PLATFORM (e.g. linux/amd64) is passed to --platform when set.
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+source hack/lib.sh
 
 REGISTRY=${REGISTRY:-ghcr.io/modelfleet}
 TAG=${TAG:-$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/modelfleet/Chart.yaml)}

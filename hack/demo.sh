@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: build (once) and start the local control plane with
 # simulated GPU nodes, install the CRDs, start a local Hugging Face protocol hub with a tiny
-# model and the operator, then apply examples/model-tiny.yaml and wait until it is Ready.
+# model and the operator, then apply examples/model-tiny.yaml, wait until it is Ready (its
+# serving pods run a real CPU vLLM engine) and ask it for a completion through its Service.
 #
 # Everything keeps running afterwards (try `kubectl get mfm`); stop it all with
 #   bash hack/cluster.sh down
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+source hack/lib.sh
 source hack/versions.sh
 
 bash hack/cluster.sh up
@@ -43,10 +44,19 @@ start_once operator .venv/bin/modelfleet run
 echo "== applying examples/model-tiny.yaml"
 kubectl apply -f examples/model-tiny.yaml
 started=$SECONDS
-kubectl wait --for=condition=Ready model/tiny --timeout=300s
+# Download, verify, then two vLLM engines start (about a minute on 2 cores) and each answers a
+# smoke completion before it counts as Ready.
+if ! kubectl wait --for=condition=Ready model/tiny --timeout=900s; then
+  kubectl get mfm tiny -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}' >&2 || true
+  die "examples/model-tiny.yaml did not become Ready; operator log: $state/operator.log, pods: $state/agent/pods/"
+fi
 echo "== Ready after $((SECONDS - started))s"
 kubectl get mfm
 kubectl get deployment,pods -l modelfleet.io/model=tiny -o wide
+echo
+echo "== a completion through the Service's endpoints"
+modelfleet dev ask tiny --prompt "Hello" || die "the Model is Ready but did not answer"
+echo "== apply to first answer: $((SECONDS - started))s"
 echo
 echo "export KUBECONFIG=$KUBECONFIG   # then: kubectl get mfm; kubectl describe mfm tiny"
 echo "stop everything: bash hack/cluster.sh down"

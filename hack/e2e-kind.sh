@@ -7,8 +7,8 @@
 #
 # Environment: KIND_CLUSTER (modelfleet-e2e), KIND_NODE_IMAGE (a pinned kindest/node),
 # TAG (e2e), KEEP_CLUSTER=1 to leave the cluster running after the tests.
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+source hack/lib.sh
 source hack/versions.sh
 
 KIND_CLUSTER=${KIND_CLUSTER:-modelfleet-e2e}

@@ -67,6 +67,10 @@ class Reason(StrEnum):
     CRASH_LOOP = "CrashLoop"
     ROLLOUT_STALLED = "RolloutStalled"
     READ_WRITE_ONCE_MULTI_REPLICA = "ReadWriteOnceMultiReplica"
+    SMOKE_TEST_FAILED = "SmokeTestFailed"
+    """A new serving pod's engine started but did not answer its smoke completion."""
+    WEIGHTS_INVALID = "WeightsInvalid"
+    """A serving pod's verify-weights init container refused the weights on the volume."""
     # Fine-tuning
     BASE_MODEL_NOT_READY = "BaseModelNotReady"
     DATASET_INVALID = "DatasetInvalid"
@@ -106,6 +110,8 @@ STALLED_REASONS: frozenset[Reason] = PERMANENT_DOWNLOAD_REASONS | {
     Reason.FINETUNE_JOB_NOT_FOUND,
     Reason.IMAGE_PULL_FAILED,
     Reason.CRASH_LOOP,
+    Reason.SMOKE_TEST_FAILED,
+    Reason.WEIGHTS_INVALID,
     Reason.ROLLOUT_STALLED,
     Reason.DATASET_INVALID,
     Reason.OUT_OF_MEMORY,

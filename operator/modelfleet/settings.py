@@ -20,7 +20,7 @@ class OperatorSettings(BaseSettings):
     """Image of download and verify Jobs, unless a Model names its own."""
     trainer_image: str = "ghcr.io/modelfleet/trainer:0.1.0"
     """Image of training Jobs, unless a FinetuneJob names its own."""
-    vllm_image: str = "vllm/vllm-openai:v0.11.0"
+    vllm_image: str = "vllm/vllm-openai:v0.32.0"
     """Serving image, unless a Model names its own."""
     model_root: str = "/models"
     """Where the weights volume is mounted in every pod."""

@@ -71,13 +71,15 @@ class LazyBlob:
 TINY_LLAMA_CONFIG = {
     "architectures": ["LlamaForCausalLM"],
     "model_type": "llama",
-    "hidden_size": 16,
-    "intermediate_size": 32,
+    # Head size 32 (64 / 2 heads): the smallest vLLM's attention backends accept, so real
+    # engines serve it in the local cluster and on GPUs.
+    "hidden_size": 64,
+    "intermediate_size": 128,
     "num_attention_heads": 2,
-    "num_key_value_heads": 2,
+    "num_key_value_heads": 1,
     "num_hidden_layers": 1,
     "vocab_size": 32,
-    "max_position_embeddings": 64,
+    "max_position_embeddings": 512,
     "rms_norm_eps": 1e-6,
     "torch_dtype": "float32",
     "bos_token_id": 1,
@@ -107,13 +109,14 @@ def safetensors_bytes(tensors: dict[str, tuple[int, ...]], seed: int = 0) -> byt
 
 
 def _llama_tensors() -> dict[str, tuple[int, ...]]:
-    h, i, v = 16, 32, 32
+    h, i, v = TINY_LLAMA_CONFIG["hidden_size"], TINY_LLAMA_CONFIG["intermediate_size"], 32
+    kv = h // TINY_LLAMA_CONFIG["num_attention_heads"] * TINY_LLAMA_CONFIG["num_key_value_heads"]
     return {
         "model.embed_tokens.weight": (v, h),
         "model.layers.0.input_layernorm.weight": (h,),
         "model.layers.0.self_attn.q_proj.weight": (h, h),
-        "model.layers.0.self_attn.k_proj.weight": (h, h),
-        "model.layers.0.self_attn.v_proj.weight": (h, h),
+        "model.layers.0.self_attn.k_proj.weight": (kv, h),
+        "model.layers.0.self_attn.v_proj.weight": (kv, h),
         "model.layers.0.self_attn.o_proj.weight": (h, h),
         "model.layers.0.post_attention_layernorm.weight": (h,),
         "model.layers.0.mlp.gate_proj.weight": (i, h),
@@ -141,7 +144,7 @@ def _tokenizer_files() -> dict[str, bytes | LazyBlob]:
     }
     return {
         "tokenizer.json": json.dumps(tokenizer).encode(),
-        "tokenizer_config.json": json.dumps({"model_max_length": 64}).encode(),
+        "tokenizer_config.json": json.dumps({"model_max_length": 512}).encode(),
         "special_tokens_map.json": json.dumps({"bos_token": "t1", "eos_token": "t2"}).encode(),
     }
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from modelfleet.dev.engines import SIMULATED_ENGINE_IMAGE
 from tests.hubserver.__main__ import DEMO_REPO
 from tests.hubserver.server import HubServer
 from tests.support.cluster import REPO_ROOT, TestCluster, tool_path, wait_for
@@ -22,12 +23,19 @@ from tests.support.operator import OperatorProcess
 GROUP, VERSION, PLURAL = "modelfleet.io", "v1alpha1", "models"
 
 
-def tiny_manifest(hub: HubServer, name: str = "tiny", **spec_overrides: Any) -> dict[str, Any]:
-    """examples/model-tiny.yaml, pointed at the test hub."""
+def tiny_manifest(
+    hub: HubServer, name: str = "tiny", *, real_engine: bool = False, **spec_overrides: Any
+) -> dict[str, Any]:
+    """examples/model-tiny.yaml, pointed at the test hub. Its serving pods run a simulated
+    engine (Ready at once, answering nothing) unless ``real_engine``: then the local cluster
+    runs them with a real CPU vLLM (tests/integration/test_serving.py)."""
     manifest: dict[str, Any] = yaml.safe_load((REPO_ROOT / "examples/model-tiny.yaml").read_text())
     manifest["metadata"]["name"] = name
     manifest["spec"]["source"]["huggingface"]["endpoint"] = hub.endpoint
     manifest["spec"].update(spec_overrides)
+    serving = manifest["spec"].get("serving")
+    if serving is not None and not real_engine:
+        serving["image"] = SIMULATED_ENGINE_IMAGE
     return manifest
 
 

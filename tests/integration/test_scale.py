@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from modelfleet.dev.engines import SIMULATED_ENGINE_IMAGE
 from modelfleet.dev.podrunner import SIMULATED_DOWNLOAD_IMAGE, simulated_revision
 from tests.hubserver.__main__ import DEMO_REPO
 from tests.hubserver.server import HubServer
@@ -62,7 +63,12 @@ def scale_model(index: int, namespace: str, hub: HubServer) -> dict[str, Any]:
         "download": {"image": SIMULATED_DOWNLOAD_IMAGE},
     }
     if index % 3:
-        spec["serving"] = {"replicas": index % 3, "gpu": {"count": 0}, "maxModelLen": 512}
+        spec["serving"] = {
+            "replicas": index % 3,
+            "gpu": {"count": 0},
+            "maxModelLen": 512,
+            "image": SIMULATED_ENGINE_IMAGE,
+        }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Model",

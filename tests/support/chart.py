@@ -38,6 +38,7 @@ NAMESPACED_RULES: Rules = _rules(
     ("modelfleet.io", ["finetunejobs/status"], ["get", "patch"]),
     ("", ["persistentvolumeclaims"], ["list", "watch", "create"]),
     ("", ["pods"], ["list", "watch"]),
+    ("", ["pods/status"], ["patch"]),  # the smoke-test readiness gate of serving pods
     ("", ["services"], ["list", "watch", "create", "patch"]),
     ("", ["secrets"], ["get"]),
     ("", ["configmaps"], ["get"]),

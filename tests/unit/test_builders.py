@@ -43,7 +43,7 @@ OLD_SHA = "fedcba9876543210fedcba9876543210fedcba98"
 # Explicit values so a MODELFLEET_* variable in the environment cannot change a snapshot.
 SETTINGS = OperatorSettings(
     downloader_image="ghcr.io/modelfleet/downloader:0.1.0",
-    vllm_image="vllm/vllm-openai:v0.11.0",
+    vllm_image="vllm/vllm-openai:v0.32.0",
     model_root="/models",
     job_service_account="modelfleet-job",
 )

@@ -1,6 +1,6 @@
 """GitOps health of our objects, judged by the real tools' logic: the Argo CD Lua health check
 run by a Lua 5.1 interpreter (the dialect of Argo CD's gopher-lua), and kstatus
-(sigs.k8s.io/cli-utils, as Flux uses it) built from its Go module by hack/build-extra-tools.sh."""
+(sigs.k8s.io/cli-utils, as Flux uses it) built from its Go module by hack/build-tools.sh."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 from lupa import lua51
 
-from tests.support.cluster import REPO_ROOT
+from tests.support.cluster import REPO_ROOT, tool_path
 
 pytestmark = pytest.mark.unit
 
@@ -288,18 +288,7 @@ def test_argocd_application_points_at_existing_examples() -> None:
 
 
 def kstatus_binary() -> Path:
-    directory = subprocess.run(
-        ["bash", "hack/build-extra-tools.sh", "--print"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.strip()
-    binary = Path(directory) / "kstatus"
-    if not binary.is_file():
-        raise AssertionError(f"kstatus not found at {binary}: run hack/build-extra-tools.sh")
-    return binary
+    return Path(tool_path("kstatus"))
 
 
 def test_kstatus_judges_our_status_as_flux_does() -> None:

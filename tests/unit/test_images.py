@@ -17,7 +17,9 @@ from tests.support.cluster import REPO_ROOT
 pytestmark = pytest.mark.unit
 
 IMAGES = ("operator", "downloader", "trainer")
-SCRIPTS = ("hack/build-images.sh", "hack/e2e-kind.sh", "hack/build-extra-tools.sh")
+SCRIPTS = tuple(
+    sorted(str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / "hack").glob("*.sh"))
+)
 
 
 def dockerfile(image: str) -> Path:

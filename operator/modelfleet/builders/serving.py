@@ -36,8 +36,15 @@ INIT_CONTAINER_NAME = "verify-weights"
 PORT_NAME = "http"
 HEALTH_PATH = "/health"
 HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
+# A readiness gate: a serving pod counts as Ready (for its Service and the rollout) only once
+# the operator has had one completion answered by it (see modelfleet.smoketest).
+SMOKE_TEST_CONDITION = "modelfleet.io/smoke-test"
 REVISION_HISTORY_LIMIT = 5
 TERMINATION_GRACE_SECONDS = 60
+# On deletion the pod keeps serving this long before vLLM gets SIGTERM: the time for its
+# endpoint to leave the Service's EndpointSlices (and kube-proxy's rules, and gateways' pools)
+# so that a rollout fails no request.
+PRE_STOP_SLEEP_SECONDS = 5
 # Caps what NCCL and PyTorch worker processes may put in shared memory (it counts against the
 # container's memory); the 64Mi a container gets by default breaks tensor parallelism.
 SHM_SIZE_LIMIT = "8Gi"
@@ -251,6 +258,7 @@ def _engine_container(
         # Generous: /health answers slowly while the engine is saturated, and a restart costs a
         # full model load.
         "livenessProbe": _probe(period=15, failure_threshold=6, timeout=10),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
         # vLLM (Triton, torch.compile, its own libraries) writes outside the mounted dirs.
         "securityContext": container_security_context(read_only_root=False),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -286,6 +294,7 @@ def build_deployment(
         # which vLLM reads as its own setting and fails on.
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "readinessGates": [{"conditionType": SMOKE_TEST_CONDITION}],
         "initContainers": [_verify_container(model, settings=settings, model_path=model_path)],
         "containers": [_engine_container(model, settings=settings, model_path=model_path)],
         "volumes": [

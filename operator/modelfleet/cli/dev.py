@@ -6,8 +6,10 @@ import logging
 from typing import Annotated
 
 import typer
+from kubernetes import config
 
 from modelfleet.dev.agent import run_agent
+from modelfleet.dev.client import complete_through_service
 from modelfleet.dev.cluster import DEFAULT_NAME, Binaries, DevCluster
 
 dev_app = typer.Typer(help="A local control plane with simulated GPU nodes.", no_args_is_help=True)
@@ -46,3 +48,26 @@ def agent(name: Name = DEFAULT_NAME) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cluster = DevCluster(name)
     run_agent(cluster.state_dir, cluster.kubeconfig)
+
+
+@dev_app.command()
+def ask(  # noqa: PLR0917 (typer options)
+    model: Annotated[str, typer.Argument(help="The Model (its Service has the same name).")],
+    prompt: Annotated[str, typer.Option(help="The prompt.")] = "Hello",
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="Its namespace.")] = "default",
+    served_name: Annotated[
+        str | None, typer.Option(help="The served model name, if not the Model's name.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 16,
+    name: Name = DEFAULT_NAME,
+) -> None:
+    """Ask a Model of the local cluster for a completion, through its Service's endpoints."""
+    api = config.new_client_from_config(config_file=str(DevCluster(name).kubeconfig))
+    try:
+        answer = complete_through_service(
+            api, namespace, model, served_name or model, prompt, max_tokens=max_tokens
+        )
+    except (LookupError, OSError) as error:
+        typer.echo(f"no answer: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"{answer.endpoint} answered in {answer.seconds:.2f}s: {prompt}{answer.text}")

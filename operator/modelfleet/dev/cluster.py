@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from modelfleet.dev.network import PodNetwork
 from modelfleet.dev.nodes import default_nodes
 from modelfleet.dev.provisioner import storage_class_manifest
 
@@ -276,8 +277,10 @@ class DevCluster:
                 os.killpg(pid, signal.SIGKILL)
 
     def down(self, binaries: Binaries) -> None:
-        """Stop the background processes and every process of the cluster; remove its state."""
+        """Stop the background processes and every process of the cluster; remove its state
+        and its pod network."""
         self.stop_processes()
+        PodNetwork(self.state_dir).delete()
         subprocess.run(
             [str(binaries.kwokctl), "delete", "cluster", "--name", self.name],
             env=self._env(binaries),

@@ -7,6 +7,10 @@ the directory of its bound PersistentVolume), and the pod's status is then writt
 kubelet would: Running while the process runs, then Succeeded or Failed with the exit code and
 the termination message.
 
+Serving pods (component ``serving``) run here too, for real, with a CPU vLLM engine: see
+``modelfleet.dev.engines``. Their pod gets an address in the cluster's pod network
+(``modelfleet.dev.network``).
+
 A download or verify pod whose image is ``simulate.invalid/download`` is not executed: it
 succeeds at once with the result line a real download would write (no bytes), its
 ``resolvedRevision`` derived from the requested repo and revision. Scale benchmarks and tests
@@ -24,7 +28,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,9 +37,12 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from modelfleet.dev.engines import BACKOFF_INITIAL_SECONDS, ServingPodRun, executes_serving_pod
+from modelfleet.dev.network import PodNetwork
+
 LOG = logging.getLogger(__name__)
 
-EXECUTED_COMPONENTS = ("download", "verify", "train")
+EXECUTED_COMPONENTS = ("download", "verify", "train", "serving")
 LABEL_SELECTOR = (
     "app.kubernetes.io/managed-by=modelfleet,"
     f"app.kubernetes.io/component in ({','.join(EXECUTED_COMPONENTS)})"
@@ -45,6 +52,7 @@ LABEL_SELECTOR = (
 UNFINISHED = "status.phase!=Succeeded,status.phase!=Failed"
 _TERMINATION_LOG_TAIL = 4096
 SIMULATED_DOWNLOAD_IMAGE = "simulate.invalid/download"
+DEFAULT_MAX_ENGINES = 3
 
 
 def simulated_revision(repo: str, revision: str) -> str:
@@ -91,12 +99,26 @@ class PodRunner:
     """Executes selected pods as local processes and reports their status."""
 
     def __init__(
-        self, core: client.CoreV1Api, work_dir: Path, volume_root: Path, python: str | None = None
+        self,
+        core: client.CoreV1Api,
+        work_dir: Path,
+        volume_root: Path,
+        python: str | None = None,
+        *,
+        engine_python: str | None = None,
+        network: PodNetwork | None = None,
+        max_engines: int = DEFAULT_MAX_ENGINES,
+        restart_backoff_seconds: float = BACKOFF_INITIAL_SECONDS,
     ) -> None:
         self.core = core
         self.work_dir = work_dir
         self.volume_root = volume_root
         self.python = python or sys.executable
+        self.engine_python = engine_python
+        self.restart_backoff_seconds = restart_backoff_seconds
+        self._engine_slots = threading.BoundedSemaphore(max_engines)
+        self.network = network or PodNetwork(work_dir.parent)
+        self._serving: dict[str, ServingPodRun] = {}
         self._running: dict[str, _Execution] = {}
         self._finished: set[str] = set()
         self._lock = threading.Lock()
@@ -111,12 +133,17 @@ class PodRunner:
             uid = meta["uid"]
             alive.add(uid)
             if meta.get("deletionTimestamp"):
-                self._stop(uid)
+                grace = meta.get("deletionGracePeriodSeconds")
+                self._stop(uid, float(grace) if grace is not None else None)
                 continue
             if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in (
                 "Succeeded",
                 "Failed",
             ):
+                continue
+            if meta.get("labels", {}).get("app.kubernetes.io/component") == "serving":
+                if executes_serving_pod(pod):
+                    self._start_serving(pod)
                 continue
             with self._lock:
                 if uid in self._running or uid in self._finished:
@@ -127,20 +154,53 @@ class PodRunner:
                 target=self._run_pod, args=(client.V1Pod.from_dict(pod),), daemon=True
             ).start()
         with self._lock:
-            gone = [uid for uid in self._running if uid not in alive]
+            gone = [uid for uid in [*self._running, *self._serving] if uid not in alive]
         for uid in gone:
-            self._stop(uid)
+            self._kill(uid)
 
     def stop_all(self) -> None:
         """Kill every running process (the agent is shutting down)."""
         with self._lock:
-            uids = list(self._running)
+            uids = [*self._running, *self._serving]
         for uid in uids:
-            self._stop(uid)
+            self._kill(uid)
 
-    def _stop(self, uid: str) -> None:
+    def _start_serving(self, pod: dict[str, Any]) -> None:
+        uid = pod["metadata"]["uid"]
+        with self._lock:
+            if uid in self._serving:
+                return
+            run = ServingPodRun(
+                self,
+                client.V1Pod.from_dict(pod),
+                address=self.network.allocate(uid),
+                slots=self._engine_slots,
+                engine_python=self.engine_python,
+                backoff_seconds=self.restart_backoff_seconds,
+            )
+            self._serving[uid] = run
+        threading.Thread(target=run.run, daemon=True, name=f"pod-{uid[:8]}").start()
+
+    def _serving_finished(self, uid: str) -> None:
+        with self._lock:
+            self._serving.pop(uid, None)
+        self.network.release(uid)
+
+    def _stop(self, uid: str, grace: float | None = None) -> None:
+        """The pod was deleted: a serving pod stops gracefully, a Job pod's process dies."""
+        with self._lock:
+            serving = self._serving.get(uid)
+        if serving is not None:
+            serving.request_stop(grace)
+            return
+        self._kill(uid)
+
+    def _kill(self, uid: str) -> None:
         with self._lock:
             execution = self._running.get(uid)
+            serving = self._serving.get(uid)
+        if serving is not None:
+            serving.kill_now()
         if execution and execution.process and execution.process.poll() is None:
             LOG.info("pod %s deleted: killing its process", uid)
             os.killpg(execution.process.pid, signal.SIGKILL)
@@ -270,14 +330,11 @@ class PodRunner:
             raise PodConfigError(f"couldn't find key {ref.key} in Secret {ref.name}")
         return base64.b64decode(data[ref.key]).decode()
 
-    def _run_container(
-        self,
-        pod: Any,
-        container: Any,
-        volumes: Mapping[str, Path],
-        pod_dir: Path,
-        uid: str,
-    ) -> dict[str, Any]:
+    def _prepare_container(
+        self, pod: Any, container: Any, volumes: Mapping[str, Path], pod_dir: Path
+    ) -> tuple[list[str], dict[str, str], Path, Path]:
+        """The argv and environment of ``container`` with container paths made host paths,
+        its log file and its termination-message file."""
         # Container paths become host paths, longest mount first so nested mounts win.
         mapping: list[tuple[str, str]] = []
         for mount in container.volume_mounts or []:
@@ -308,10 +365,26 @@ class PodRunner:
             "PYTHONUNBUFFERED": "1",
             **env,
         }
-        log_path = pod_dir / f"{container.name}.log"
+        return argv, process_env, pod_dir / f"{container.name}.log", termination_log
+
+    def _run_container(
+        self,
+        pod: Any,
+        container: Any,
+        volumes: Mapping[str, Path],
+        pod_dir: Path,
+        uid: str,
+        *,
+        on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run ``container`` to its end; its terminated status."""
+        argv, process_env, log_path, termination_log = self._prepare_container(
+            pod, container, volumes, pod_dir
+        )
+        termination_log.unlink(missing_ok=True)
         started = _now()
         LOG.info("pod %s/%s: running %s", pod.metadata.namespace, pod.metadata.name, container.name)
-        with log_path.open("wb") as log:
+        with log_path.open("ab") as log:
             process = subprocess.Popen(
                 argv,
                 env=process_env,
@@ -323,6 +396,8 @@ class PodRunner:
             with self._lock:
                 if uid in self._running:
                     self._running[uid].process = process
+            if on_start is not None:
+                on_start(process)
             exit_code = process.wait()
         if exit_code < 0:
             exit_code = 128 - exit_code  # killed by a signal, as a kubelet reports it

@@ -197,6 +197,16 @@ class Kube:
             raise
         return True
 
+    def patch_pod_condition(self, namespace: str, name: str, condition: dict[str, Any]) -> None:
+        """Set one condition of a pod's status (a readiness gate), leaving the others as the
+        kubelet wrote them: a strategic merge patch merges conditions by type."""
+        self.request(
+            "PATCH",
+            POD.path(namespace, name) + "/status",
+            body={"status": {"conditions": [condition]}},
+            content_type="application/strategic-merge-patch+json",
+        )
+
     def patch_status(
         self, resource: Resource, namespace: str, name: str, status: dict[str, Any]
     ) -> Manifest:

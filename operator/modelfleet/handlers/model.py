@@ -40,7 +40,13 @@ from modelfleet.builders.naming import (
     verify_revision_key,
     weights_claim_name,
 )
-from modelfleet.builders.serving import build_deployment, build_service, serving_endpoint
+from modelfleet.builders.serving import (
+    INIT_CONTAINER_NAME,
+    SMOKE_TEST_CONDITION,
+    build_deployment,
+    build_service,
+    serving_endpoint,
+)
 from modelfleet.builders.storage import build_weights_claim, needs_weights_claim
 from modelfleet.conditions import (
     STALLED_REASONS,
@@ -75,6 +81,7 @@ from modelfleet.metrics import (
     ROLLOUT_DURATION,
 )
 from modelfleet.settings import OperatorSettings
+from modelfleet.smoketest import SmokeResult, smoke_test
 
 LOG = logging.getLogger(__name__)
 
@@ -105,6 +112,8 @@ class Observed:
     serving_pods: list[Manifest] = field(default_factory=list)
     finetune_job: Manifest | None = None
     finetune_base: Manifest | None = None
+    smoke_results: dict[str, SmokeResult] = field(default_factory=dict)
+    """Smoke completions asked of serving pods in this reconcile, by pod name."""
 
 
 @dataclass
@@ -120,6 +129,8 @@ class Plan:
     requeue_after: float | None = None
     progress_only: bool = False
     """The status differs from the stored one only in progress (see ``significant``)."""
+    pod_conditions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(pod name, condition) to set on serving pods: their smoke-test readiness gate."""
 
 
 # -- identity of the current attempt --------------------------------------------------------
@@ -218,7 +229,96 @@ def observe(kube: Kube, model: Model) -> Observed:
             observed.serving_pods = kube.list(
                 POD, namespace, f"{MODEL_LABEL}={name},{COMPONENT_LABEL}=serving"
             )
+            serving = model.spec.serving
+            observed.smoke_results = {
+                pod["metadata"]["name"]: ask_for_smoke_completion(
+                    pod, serving.service.port, serving.served_model_name or name
+                )
+                for pod in pods_awaiting_smoke_test(observed.serving_pods, time.time())
+            }
     return observed
+
+
+# -- the smoke test of new serving pods -------------------------------------------------------
+SMOKE_RETRY_SECONDS = 30.0
+CRASH_LOOP_RESTARTS = 3
+"""Engine restarts (each after a back-off) before a crash-looping pod stalls the Model."""
+
+
+def _pod_condition(pod: Manifest, type_: str) -> dict[str, Any] | None:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == type_:
+            return dict(condition)
+    return None
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def pods_awaiting_smoke_test(pods: list[Manifest], now: float) -> list[Manifest]:
+    """Serving pods whose engine is ready (containers ready, an address) but that are held back
+    by the smoke-test readiness gate; a pod that failed it is asked again after
+    SMOKE_RETRY_SECONDS. (A pod without the gate is Ready as soon as its containers are.)"""
+    waiting = []
+    for pod in pods:
+        if pod["metadata"].get("deletionTimestamp") or not (pod.get("status") or {}).get("podIP"):
+            continue
+        containers = _pod_condition(pod, "ContainersReady")
+        ready = _pod_condition(pod, "Ready")
+        if (containers or {}).get("status") != "True" or (ready or {}).get("status") == "True":
+            continue
+        gate = _pod_condition(pod, SMOKE_TEST_CONDITION)
+        if gate is not None and gate.get("status") == "True":
+            continue
+        asked = _parse_time((gate or {}).get("lastProbeTime"))
+        if asked is not None and now - asked < SMOKE_RETRY_SECONDS:
+            continue
+        waiting.append(pod)
+    return waiting
+
+
+def ask_for_smoke_completion(pod: Manifest, port: int, served_name: str) -> SmokeResult:
+    """One short completion from the pod itself, at its own address."""
+    result = smoke_test(pod["status"]["podIP"], port, served_name)
+    LOG.info("smoke test of pod %s: %s", pod["metadata"]["name"], result.message)
+    return result
+
+
+def smoke_test_decisions(
+    observed: Observed, now: str, previous: dict[str, Any] | None
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any] | None]:
+    """The gate condition to set on each pod just asked, and ``status.serving.smokeTest``."""
+    conditions: list[tuple[str, dict[str, Any]]] = []
+    latest = previous
+    pods = {pod["metadata"]["name"]: pod for pod in observed.serving_pods}
+    for name, result in sorted(observed.smoke_results.items()):
+        conditions.append(
+            (
+                name,
+                {
+                    "type": SMOKE_TEST_CONDITION,
+                    "status": "True" if result.passed else "False",
+                    "reason": "SmokeTestPassed" if result.passed else Reason.SMOKE_TEST_FAILED,
+                    "message": result.message,
+                    "lastProbeTime": now,
+                    "lastTransitionTime": now,
+                },
+            )
+        )
+        annotations = pods.get(name, {}).get("metadata", {}).get("annotations") or {}
+        latest = {
+            "pod": name,
+            "revision": annotations.get(REVISION_ANNOTATION),
+            "passed": result.passed,
+            "message": result.message,
+            "timeToFirstTokenSeconds": result.time_to_first_token,
+            "tokensPerSecond": result.tokens_per_second,
+            "testedAt": now,
+        }
+    return conditions, latest
 
 
 def claim_waits_for_volume(kube: Kube, claim: Manifest) -> bool:
@@ -265,11 +365,38 @@ def _serving_problem(observed: Observed) -> tuple[Reason, str] | None:
         if pod["metadata"].get("deletionTimestamp"):
             continue
         status = pod.get("status", {})
+        pod_name = pod["metadata"]["name"]
+        for container in status.get("initContainerStatuses", []):
+            if container.get("name") != INIT_CONTAINER_NAME:
+                continue
+            state = container.get("state", {})
+            failed = state.get("terminated", {}).get("exitCode", 0) != 0 or (
+                state.get("waiting", {}).get("reason") == "CrashLoopBackOff"
+            )
+            if failed:
+                last = container.get("lastState", {}).get("terminated") or state.get(
+                    "terminated", {}
+                )
+                lines = (last.get("message") or "").strip().splitlines()
+                detail = lines[-1] if lines else f"exit code {last.get('exitCode')}"
+                return Reason.WEIGHTS_INVALID, (
+                    f"pod {pod_name}: {INIT_CONTAINER_NAME} refused the weights, the engine"
+                    f" was not started: {detail}"
+                )
+        result = observed.smoke_results.get(pod_name)
+        gate = _pod_condition(pod, SMOKE_TEST_CONDITION)
+        if result is not None and not result.passed:
+            return Reason.SMOKE_TEST_FAILED, f"pod {pod_name}: {result.message}"
+        if result is None and gate and gate.get("reason") == Reason.SMOKE_TEST_FAILED:
+            return Reason.SMOKE_TEST_FAILED, f"pod {pod_name}: {gate.get('message', '')}"
         for container in status.get("containerStatuses", []) + status.get(
             "initContainerStatuses", []
         ):
             waiting = container.get("state", {}).get("waiting", {})
-            if waiting.get("reason") == "CrashLoopBackOff":
+            if (
+                waiting.get("reason") == "CrashLoopBackOff"
+                and int(container.get("restartCount") or 0) >= CRASH_LOOP_RESTARTS
+            ):
                 return Reason.CRASH_LOOP, (
                     f"pod {pod['metadata']['name']} container {container['name']} is crash-looping"
                 )
@@ -488,6 +615,8 @@ def _serving_state(
     settings: OperatorSettings,
     verified: Weights | None,
     plan: Plan,
+    *,
+    now: str,
 ) -> ServingState:
     """Apply the Deployment for the verified weights (else keep what it serves) and judge it."""
     serving = model.spec.serving
@@ -524,20 +653,30 @@ def _serving_state(
     ready = int(live_status.get("readyReplicas") or 0)
     updated = int(live_status.get("updatedReplicas") or 0)
     total = int(live_status.get("replicas") or 0)
-    rolled_out = current and updated == serving.replicas == total
-    previous_active = model.status.serving.active_revision if model.status.serving else None
+    rolled_out = current and updated == serving.replicas == total and ready >= serving.replicas
+    previous_serving = model.status.serving
+    previous_active = previous_serving.active_revision if previous_serving else None
+    previous_smoke = (
+        previous_serving.smoke_test.to_wire()
+        if previous_serving and previous_serving.smoke_test
+        else None
+    )
+    plan.pod_conditions, smoke = smoke_test_decisions(observed, now, previous_smoke)
+    if any(not result.passed for result in observed.smoke_results.values()):
+        plan.requeue_after = SMOKE_RETRY_SECONDS
     status = {
         "replicas": total,
         "readyReplicas": ready,
         "updatedReplicas": updated,
         "endpoint": serving_endpoint(model),
         "activeRevision": served_revision if rolled_out else previous_active or served_revision,
+        "smokeTest": smoke,
     }
     if serving.replicas == 0:
         return ServingState(
             False, True, (Reason.STOPPED, "replicas is 0: serving is stopped"), status
         )
-    if rolled_out and ready >= serving.replicas:
+    if rolled_out:
         return ServingState(True, True, (Reason.SERVING, f"{ready}/{total} replicas ready"), status)
     problem = _serving_problem(observed)
     if problem is None and verified is not None and served_path and served_path != verified.path:
@@ -625,7 +764,7 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
             build_weights_claim(model, model.spec.storage.size or DEFAULT_CLAIM_SIZE)
         )
     weights = _weights_state(model, observed, settings, plan, now)
-    serving = _serving_state(model, observed, settings, weights.verified, plan)
+    serving = _serving_state(model, observed, settings, weights.verified, plan, now=now)
     stalled = weights.stalled or serving.stalled
     ready = weights.downloaded and serving.ready and stalled is None
 
@@ -819,6 +958,12 @@ def _write_children(kube: Kube, namespace: str, plan: Plan) -> None:
         kube.apply(manifest)
     for job in plan.delete_jobs:
         kube.delete(JOB, namespace, job)
+    for pod, condition in plan.pod_conditions:
+        try:
+            kube.patch_pod_condition(namespace, pod, condition)
+        except ApiException as error:
+            if error.status != 404:  # 404: the pod went away meanwhile
+                raise
 
 
 def _show_write_failure(

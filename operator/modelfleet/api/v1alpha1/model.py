@@ -340,6 +340,25 @@ class DownloadStatus(ApiModel):
     """When it finished."""
 
 
+class SmokeTestStatus(ApiModel):
+    """The latest smoke completion the operator asked of a new serving pod."""
+
+    pod: str | None = None
+    """The pod that was asked."""
+    revision: str | None = None
+    """The revision that pod serves."""
+    passed: bool | None = None
+    """Whether it answered with tokens."""
+    message: str | None = None
+    """What it answered, or the engine's error."""
+    time_to_first_token_seconds: float | None = None
+    """Seconds from the request to the first streamed token."""
+    tokens_per_second: float | None = None
+    """Completion tokens per second of the request."""
+    tested_at: datetime | None = None
+    """When it was asked."""
+
+
 class ServingStatus(ApiModel):
     """Observed state of the serving Deployment."""
 
@@ -352,7 +371,10 @@ class ServingStatus(ApiModel):
     endpoint: str | None = None
     """In-cluster URL of the OpenAI-compatible API."""
     active_revision: str | None = None
-    """Commit sha the Deployment serves."""
+    """Commit sha the Deployment serves: it moves once every replica runs the new revision and
+    answered its smoke completion."""
+    smoke_test: SmokeTestStatus | None = None
+    """The latest smoke completion (each new serving pod must answer one before it is Ready)."""
 
 
 class RevisionStatus(ApiModel):
