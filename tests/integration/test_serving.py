@@ -76,6 +76,20 @@ def _engine_pid(address: str) -> int | None:
     return None
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Processes whose process group is ``pgid`` (an engine leads its own group)."""
+    members = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                members.append(int(proc.name))
+    return members
+
+
 def test_apply_ready_answers_and_rolls_to_a_new_revision_without_a_failed_request(
     api: client.ApiClient, namespace: str, models: Models, model_hub: HubServer
 ) -> None:
@@ -213,6 +227,8 @@ def test_killed_engine_restarts_with_back_off_then_crash_loops(
     condition = models.wait_reason("tiny", "Stalled", "CrashLoop", timeout=60)
     assert name in condition["message"]
     assert len(set(killed)) == 3, "each restart started a new engine process"
+    leftovers = {pid: _group_members(pid) for pid in killed}
+    assert not any(leftovers.values()), f"a dead engine left processes behind: {leftovers}"
 
     # Left alone, it comes back.
     models.wait_ready("tiny", timeout=ENGINE_START_SECONDS)

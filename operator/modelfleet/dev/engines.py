@@ -269,6 +269,13 @@ class ServingPodRun:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signum)
 
+    @staticmethod
+    def _reap_group(process: subprocess.Popen[bytes]) -> None:
+        """Kill what the engine left behind in its process group (vLLM's EngineCore, its
+        workers, multiprocessing's resource tracker): a stopped container has no processes."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
     def _wait(self, seconds: float) -> bool:
         """Sleep; True when the pod is being stopped."""
         return self.stopping.wait(max(seconds, 0.0))
@@ -478,6 +485,7 @@ class ServingPodRun:
         if self.stopping.is_set():
             return time.monotonic() - start, {}
         exit_code = self.process.wait()
+        self._reap_group(self.process)
         if exit_code < 0:
             exit_code = 128 - exit_code
         terminated = {
@@ -521,15 +529,17 @@ class ServingPodRun:
     def _stop_process(self, grace: float) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds, as a kubelet stops a container."""
         process = self.process
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        self._signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=max(grace, 0.1))
-        except subprocess.TimeoutExpired:
-            LOG.info("pod %s: still running after %.0fs: SIGKILL", self.key, grace)
-            self._signal(signal.SIGKILL)
-            process.wait()
+        if process.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=max(grace, 0.1))
+            except subprocess.TimeoutExpired:
+                LOG.info("pod %s: still running after %.0fs: SIGKILL", self.key, grace)
+                self._signal(signal.SIGKILL)
+                process.wait()
+        self._reap_group(process)
 
     def _pre_stop_sleep(self) -> float:
         """Seconds of the engine container's ``preStop: sleep`` hook (0 without one)."""

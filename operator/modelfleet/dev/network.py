@@ -16,10 +16,12 @@ endpoints (the agent logs a warning saying so).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -84,9 +86,14 @@ class PodNetwork:
         return True
 
     def delete(self) -> None:
-        """Remove the namespace (and with it the veth pair and every pod address)."""
-        if (NETNS_DIR / self.netns).exists():
-            self._ip("netns", "del", self.netns, check=False)
+        """Kill every process left in the namespace, then remove it (and with it the veth pair
+        and every pod address). A namespace some process still holds would outlive its name."""
+        if not (NETNS_DIR / self.netns).exists():
+            return
+        for pid in self._ip("netns", "pids", self.netns, check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        self._ip("netns", "del", self.netns, check=False)
 
     def exec_prefix(self) -> list[str]:
         """What runs a command inside the pod network (nothing where it is disabled)."""
