@@ -67,6 +67,8 @@ class Reason(StrEnum):
     CRASH_LOOP = "CrashLoop"
     ROLLOUT_STALLED = "RolloutStalled"
     READ_WRITE_ONCE_MULTI_REPLICA = "ReadWriteOnceMultiReplica"
+    CHILD_CONFLICT = "ChildConflict"
+    """An object the Model would create exists and is not modelfleet's: nothing is touched."""
     SMOKE_TEST_FAILED = "SmokeTestFailed"
     """A new serving pod's engine started but did not answer its smoke completion."""
     WEIGHTS_INVALID = "WeightsInvalid"
@@ -112,6 +114,7 @@ STALLED_REASONS: frozenset[Reason] = PERMANENT_DOWNLOAD_REASONS | {
     Reason.CRASH_LOOP,
     Reason.SMOKE_TEST_FAILED,
     Reason.WEIGHTS_INVALID,
+    Reason.CHILD_CONFLICT,
     Reason.ROLLOUT_STALLED,
     Reason.DATASET_INVALID,
     Reason.OUT_OF_MEMORY,

@@ -206,15 +206,17 @@ class HubServer:
         gated: bool = False,
         token: str | None = None,
         repo_type: str = "model",
+        commit_id: str | None = None,
     ) -> str:
         """Create a repo with one commit that ``branches`` point at; return its sha. A dataset
-        repository is kept, and named to add_commit, as ``datasets/<repo_id>``."""
+        repository is kept, and named to add_commit, as ``datasets/<repo_id>``. ``commit_id``
+        plays a hostile hub (see :meth:`add_commit`)."""
         repo = Repo(repo_id, gated=gated, token=token)
         if token is not None:
             self.valid_tokens.add(token)
         key = repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
         self.repos[key] = repo
-        return self.add_commit(key, files, branches=branches)
+        return self.add_commit(key, files, branches=branches, commit_id=commit_id)
 
     def add_commit(
         self,
@@ -223,15 +225,21 @@ class HubServer:
         *,
         branches: tuple[str, ...] = ("main",),
         tags: tuple[str, ...] = (),
+        commit_id: str | None = None,
     ) -> str:
-        """Add a commit (the full file set) and move ``branches``/``tags`` to it; return its sha."""
+        """Add a commit (the full file set) and move ``branches``/``tags`` to it; return its sha.
+
+        A hostile hub: ``commit_id`` replaces the computed sha as the commit id the hub reports
+        and answers to (``../../other/model/<sha>``, ``/abs/path``), and ``files`` may carry any
+        name (``../x``, ``/etc/x``); both are served as they are.
+        """
         repo = self.repos[repo_id]
         stored = {path: _stored(path, content) for path, content in files.items()}
         digest = hashlib.sha1(usedforsecurity=False)
         digest.update(f"{repo_id}\n{len(repo.commits)}\n".encode())
         for path in sorted(stored):
             digest.update(f"{path}\0{stored[path].sha256}\n".encode())
-        sha = digest.hexdigest()
+        sha = digest.hexdigest() if commit_id is None else commit_id
         repo.commits[sha] = Commit(sha, stored)
         for ref in (*branches, *tags):
             repo.refs[ref] = sha

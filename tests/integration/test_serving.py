@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from modelfleet.dev.client import complete, ready_endpoints
+from modelfleet.dev.client import SteadyClient, complete, ready_endpoints
 from tests.hubserver.__main__ import DEMO_REPO
 from tests.hubserver.server import HubServer
 from tests.integration.test_model_lifecycle import Models, _host_path, tiny_manifest
@@ -114,33 +113,8 @@ def test_apply_ready_answers_and_rolls_to_a_new_revision_without_a_failed_reques
     print(f"apply to Ready (2 engines): {apply_to_ready:.0f}s; answer: {old_answer!r}")
 
     # A client asks every 0.5 s through the Service (a ready endpoint, as kube-proxy picks).
-    answers: list[tuple[float, str]] = []
-    failures: list[str] = []
-    lowest_ready = [10**6]
-    stop = threading.Event()
-
-    def client_loop() -> None:
-        turn = 0
-        while not stop.is_set():
-            endpoints = ready_endpoints(api, namespace, "tiny")
-            lowest_ready[0] = min(lowest_ready[0], len(endpoints))
-            if endpoints:
-                address, port = endpoints[turn % len(endpoints)]
-                turn += 1
-                sent = time.monotonic()
-                try:
-                    text = complete(address, port, "tiny", PROMPT, max_tokens=8, timeout=30).text
-                    answers.append((sent, text))
-                except OSError as error:
-                    failures.append(f"{address}: {error}")
-            else:
-                failures.append("no ready endpoint")
-            stop.wait(0.5)
-
-    worker = threading.Thread(target=client_loop, daemon=True)
-    worker.start()
     new_sha = model_hub.repos[DEMO_REPO].refs["v2"]
-    try:
+    with SteadyClient(api, namespace, "tiny", "tiny", PROMPT, interval=0.5) as steady:
         models.patch_spec("tiny", {"source": {"huggingface": {"revision": "v2"}}})
         wait_for(
             lambda: (
@@ -152,12 +126,10 @@ def test_apply_ready_answers_and_rolls_to_a_new_revision_without_a_failed_reques
         )
         rolled = time.monotonic()
         models.wait_ready("tiny", timeout=60)
-        stop.wait(5)
-    finally:
-        stop.set()
-        worker.join(timeout=40)
+        time.sleep(5)
+    answers, failures = steady.answers, steady.failures
     assert failures == [], f"{len(failures)} failed requests during the roll: {failures[:5]}"
-    assert lowest_ready[0] >= 2, f"ready endpoints fell to {lowest_ready[0]}"
+    assert (steady.fewest_ready or 0) >= 2, f"ready endpoints fell to {steady.fewest_ready}"
     after = [text for sent, text in answers if sent > rolled + 1]
     assert after, "answers after the roll"
     assert all(text == after[0] for text in after), "every answer after the roll is the same"

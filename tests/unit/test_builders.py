@@ -509,7 +509,12 @@ def test_the_download_job_mounts_the_claim_read_write() -> None:
 
 
 def test_a_pvc_path_cannot_climb_out_of_the_volume() -> None:
-    model = load_example("model-pvc", source={"pvc": {"path": "/../../etc"}})
+    with pytest.raises(ValueError, match=r"spec\.source\.pvc\.path"):
+        load_example("model-pvc", source={"pvc": {"path": "/../../etc"}})
+    # And should one get past the schema, the builder still keeps it under the root.
+    model = load_example("model-pvc")
+    assert model.spec.source.pvc is not None
+    model.spec.source.pvc.path = "/../../etc"
     assert pvc_model_path(SETTINGS, model) == "/models/etc"
     root = load_example("model-pvc", source={"pvc": {"path": "/"}})
     assert pvc_model_path(SETTINGS, root) == "/models"

@@ -365,3 +365,18 @@ def test_dashboard_config_map_carries_the_dashboard(rendered: dict[str, Any]) ->
     assert metadata["namespace"] == "monitoring"
     dashboard = json.loads((CHART / "dashboards/modelfleet.json").read_text())
     assert json.loads(config_map["data"]["modelfleet.json"]) == dashboard
+
+
+def test_the_job_identity_is_patched_only_under_its_own_name(rendered: dict[str, Any]) -> None:
+    """get and patch on ServiceAccounts, Roles and RoleBindings name the Job identity; only
+    create (which RBAC cannot limit by name) is granted for any name."""
+    role = operator_cluster_role(rendered["defaults"])
+    identity_kinds = {"serviceaccounts", "roles", "rolebindings"}
+    for rule in role["rules"]:
+        if not identity_kinds & set(rule.get("resources", [])):
+            continue
+        if rule.get("resourceNames"):
+            assert rule["resourceNames"] == ["modelfleet-job"], rule
+            assert set(rule["verbs"]) == {"get", "patch"}, rule
+        else:
+            assert rule["verbs"] == ["create"], f"{rule} grants more than create for any name"

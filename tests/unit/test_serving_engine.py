@@ -91,12 +91,13 @@ for name, argv in json.load(sys.stdin).items():
 """
 
 
-def test_every_engine_command_line_the_builder_emits_parses_in_vllm() -> None:
+def parse_in_vllm(cases: dict[str, list[str]]) -> subprocess.CompletedProcess[str]:
+    """Each `vllm serve` command line through vLLM's own argument parser, in the engine's
+    environment (skips where hack/engine-env.sh has not installed it)."""
     python = engine_python()
     if not os.path.exists(python):
         pytest.skip("the CPU vLLM engine is not installed: bash hack/engine-env.sh")
-    cases = engine_argvs()
-    result = subprocess.run(
+    return subprocess.run(
         [python, "-c", PARSE],
         input=json.dumps(cases),
         capture_output=True,
@@ -105,25 +106,18 @@ def test_every_engine_command_line_the_builder_emits_parses_in_vllm() -> None:
         check=False,
         env={"VLLM_TARGET_DEVICE": "cpu", "PATH": "/usr/bin:/bin"},
     )
+
+
+def test_every_engine_command_line_the_builder_emits_parses_in_vllm() -> None:
+    cases = engine_argvs()
+    result = parse_in_vllm(cases)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n")[:-1] == [f"parsed {name}" for name in cases]
 
 
 def test_vllm_refuses_an_argument_it_does_not_know() -> None:
     """The parser check above can fail: vLLM's parser exits on an unknown flag."""
-    python = engine_python()
-    if not os.path.exists(python):
-        pytest.skip("the CPU vLLM engine is not installed: bash hack/engine-env.sh")
-    bad = {"bad": ["vllm", "serve", "/m", "--no-such-flag"]}
-    result = subprocess.run(
-        [python, "-c", PARSE],
-        input=json.dumps(bad),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={"VLLM_TARGET_DEVICE": "cpu", "PATH": "/usr/bin:/bin"},
-    )
+    result = parse_in_vllm({"bad": ["vllm", "serve", "/m", "--no-such-flag"]})
     assert result.returncode != 0
     assert "--no-such-flag" in result.stderr
 

@@ -58,6 +58,8 @@ The namespaced permissions of the operator: exactly the verbs it uses (handlers/
 kopf), no wildcards. The same list goes into the ClusterRole (cluster-wide mode) or into a Role
 in each watched namespace. Server-side apply creates an object when it is missing, and the API
 server then also authorizes `create`: every kind the operator applies carries create and patch.
+The Job identity it creates in each namespace (ServiceAccount, Role, RoleBinding) may be read and
+patched only under its own name (`resourceNames`); `create` cannot be limited by name.
 */}}
 {{- define "modelfleet.namespacedRules" -}}
 - apiGroups: [modelfleet.io]
@@ -92,7 +94,11 @@ server then also authorizes `create`: every kind the operator applies carries cr
   verbs: [get]
 - apiGroups: [""]
   resources: [serviceaccounts]
-  verbs: [get, create, patch]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  resourceNames: [{{ .Values.jobServiceAccount | quote }}]
+  verbs: [get, patch]
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [list, watch, create, delete]
@@ -104,7 +110,11 @@ server then also authorizes `create`: every kind the operator applies carries cr
   verbs: [create]
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
-  verbs: [get, create, patch]
+  verbs: [create]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  resourceNames: [{{ .Values.jobServiceAccount | quote }}]
+  verbs: [get, patch]
 {{- end }}
 
 {{/* Cluster-scoped reads: StorageClasses a Model names, and what kopf scans. */}}

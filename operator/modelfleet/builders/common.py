@@ -17,6 +17,7 @@ Component = Literal["weights", "download", "verify", "serving"]
 """The role of a child; the value of ``app.kubernetes.io/component``."""
 
 MANAGED_BY = "modelfleet"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MODEL_LABEL = "modelfleet.io/model"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 SPEC_HASH_ANNOTATION = "modelfleet.io/spec-hash"
@@ -51,7 +52,7 @@ def labels(model: Model, component: Component) -> dict[str, str]:
     """The labels of every child object and pod template."""
     name = model_name(model)
     return {
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MANAGED_BY_LABEL: MANAGED_BY,
         "app.kubernetes.io/name": "modelfleet",
         "app.kubernetes.io/instance": name,
         COMPONENT_LABEL: component,

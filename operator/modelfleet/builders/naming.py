@@ -9,12 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import re
 
 from modelfleet.api.v1alpha1 import Model
 from modelfleet.builders.common import model_name
 from modelfleet.settings import OperatorSettings
 
 MAX_NAME_LENGTH = 63
+# fullmatch, not ^...$: "$" also matches before a trailing newline.
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+# Enough of a refused value to recognise it in a message.
+_SHOWN = 80
 
 
 def weights_claim_name(model: Model) -> str:
@@ -94,9 +99,33 @@ def _root(settings: OperatorSettings) -> str:
     return settings.model_root.rstrip("/") or "/"
 
 
+def is_commit_id(value: object) -> bool:
+    """True for exactly 40 lowercase hex digits: the only revision that becomes a path."""
+    return isinstance(value, str) and _COMMIT_ID.fullmatch(value) is not None
+
+
+def _under_root(settings: OperatorSettings, *components: str) -> str:
+    """``<model_root>/<components...>``, each a plain name (no separator, not ``.`` or ``..``),
+    checked to end strictly below the root; ValueError otherwise."""
+    for component in components:
+        if component in ("", ".", "..") or any(c in component for c in "/\\\x00"):
+            raise ValueError(f"refusing path component {component[:_SHOWN]!r}")
+    root = posixpath.normpath(_root(settings))
+    path = posixpath.normpath(posixpath.join(root, *components))
+    if path == root or posixpath.commonpath([root, path]) != root:
+        raise ValueError(f"refusing {path[:_SHOWN]!r}: not below {root}")
+    return path
+
+
 def model_path(settings: OperatorSettings, repo: str, sha: str) -> str:
-    """``<model_root>/<repo>/<sha>``: the content-addressed directory of one revision."""
-    return posixpath.join(_root(settings), repo, sha)
+    """``<model_root>/<repo>/<sha>``: the content-addressed directory of one revision.
+
+    ValueError unless ``sha`` is a 40-hex commit id and the path stays below the root: both
+    come from outside (a spec, a Job's result), and an absolute or ``..`` one must not be used.
+    """
+    if not is_commit_id(sha):
+        raise ValueError(f"refusing revision {sha[:_SHOWN]!r}: expected 40 lowercase hex digits")
+    return _under_root(settings, *repo.split("/"), sha)
 
 
 def volume_path(settings: OperatorSettings, path: str) -> str:
@@ -115,8 +144,9 @@ def pvc_model_path(settings: OperatorSettings, model: Model) -> str:
 
 
 def finetune_output_dir(settings: OperatorSettings, namespace: str, job: str) -> str:
-    """``<model_root>/finetunes/<namespace>/<job>``: everything a FinetuneJob produced."""
-    return posixpath.join(_root(settings), "finetunes", namespace, job)
+    """``<model_root>/finetunes/<namespace>/<job>``: everything a FinetuneJob produced;
+    ValueError when a name would put it anywhere else."""
+    return _under_root(settings, "finetunes", namespace, job)
 
 
 def finetune_model_path(settings: OperatorSettings, namespace: str, job: str) -> str:

@@ -47,8 +47,9 @@ DEFAULT_RESOURCES: dict[str, Any] = {
 
 
 def training_job_name(job: FinetuneJob) -> str:
-    """The training Job's name: the FinetuneJob's, which is immutable, plus a suffix."""
-    return f"{job.metadata.name[:52]}-train"
+    """The training Job's name: the FinetuneJob's (a DNS-1035 label of at most 48 characters,
+    immutable), plus a suffix; never truncated, so two FinetuneJobs never share a Job."""
+    return f"{job.metadata.name}-train"
 
 
 def finetune_labels(job: FinetuneJob) -> dict[str, str]:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
@@ -72,3 +73,53 @@ def complete_through_service(
         raise LookupError(f"Service {namespace}/{service} has no ready endpoint")
     address, port = random.choice(endpoints)
     return complete(address, port, model, prompt, **options)
+
+
+@dataclass
+class SteadyClient:
+    """A client asking ``service`` for a completion every ``interval`` seconds from a thread,
+    each time at one of the ready endpoints (round robin over what the EndpointSlices say now,
+    as kube-proxy would route), recording every answer, every failure and the fewest ready
+    endpoints it saw. For measuring a rollout."""
+
+    api: client.ApiClient
+    namespace: str
+    service: str
+    model: str
+    prompt: str
+    interval: float = 0.5
+    answers: list[tuple[float, str]] = field(default_factory=list)
+    """(monotonic time the request was sent, text)."""
+    failures: list[str] = field(default_factory=list)
+    fewest_ready: int | None = None
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SteadyClient:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        turn = 0
+        while not self._stop.is_set():
+            endpoints = ready_endpoints(self.api, self.namespace, self.service)
+            if self.fewest_ready is None or len(endpoints) < self.fewest_ready:
+                self.fewest_ready = len(endpoints)
+            if endpoints:
+                address, port = endpoints[turn % len(endpoints)]
+                turn += 1
+                sent = time.monotonic()
+                try:
+                    answer = complete(address, port, self.model, self.prompt, max_tokens=8)
+                    self.answers.append((sent, answer.text))
+                except OSError as error:
+                    self.failures.append(f"{address}: {error}")
+            else:
+                self.failures.append("no ready endpoint")
+            self._stop.wait(self.interval)

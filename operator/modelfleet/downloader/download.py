@@ -16,10 +16,14 @@ from modelfleet.downloader.errors import DownloadError, redact
 from modelfleet.downloader.hub import HubClient, RemoteFile, RemoteSnapshot, validate_repo_id
 from modelfleet.downloader.layout import (
     clear_stale,
+    ensure_inside,
+    file_target,
     model_dir,
+    partial_path,
     prune_revisions,
     remove_partials,
     touch_last_used,
+    validate_commit_id,
 )
 from modelfleet.downloader.manifest import (
     Manifest,
@@ -170,7 +174,11 @@ def download_model(
         raise DownloadError(
             Reason.INCOMPLETE, "no file of the repo matches the allow/ignore patterns"
         )
-    directory = model_dir(request.root, request.repo, snapshot.sha)
+    # Whatever the source says, only a 40-hex id under our root and names inside it are written.
+    directory = model_dir(request.root, request.repo, validate_commit_id(snapshot.sha))
+    for f in selected:
+        file_target(directory, f.path)
+        ensure_inside(directory, partial_path(directory, f.path))
     total = sum(f.size for f in selected)
     progress.plan(revision=snapshot.sha, bytes_total=total, files_total=len(selected))
     if request.force and directory.exists():

@@ -28,8 +28,8 @@ from huggingface_hub.utils._headers import build_hf_headers
 from huggingface_hub.utils._http import hf_request_event_hook, set_client_factory
 
 from modelfleet.conditions import Reason
-from modelfleet.downloader.errors import DownloadError, redact
-from modelfleet.downloader.layout import validate_file_path
+from modelfleet.downloader.errors import DownloadError, clean_token, redact
+from modelfleet.downloader.layout import validate_commit_id, validate_file_path
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -152,6 +152,7 @@ class HubClient:
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
         self.repo_type = repo_type
         """``model``, or ``dataset`` for a FinetuneJob's data."""
+        token = clean_token(token)
         self._token = token
         # token=False stops huggingface_hub from reading a cached login behind our back.
         self._api = HfApi(endpoint=self.endpoint, token=token if token else False)
@@ -168,7 +169,8 @@ class HubClient:
             return fn()
 
     def resolve_revision(self, repo: str, revision: str) -> str:
-        """The commit sha a branch, tag or sha points at now."""
+        """The commit sha a branch, tag or sha points at now; VerificationFailed unless it is
+        40 lowercase hex digits (it becomes a directory name)."""
         info = self._call(
             lambda: self._api.repo_info(
                 repo, revision=revision, repo_type=self.repo_type, timeout=60
@@ -176,7 +178,7 @@ class HubClient:
         )
         if not info.sha:
             raise DownloadError(Reason.REVISION_NOT_FOUND, f"hub returned no commit for {revision}")
-        return info.sha
+        return validate_commit_id(info.sha)
 
     def list_files(self, repo: str, sha: str) -> list[RemoteFile]:
         """Every file at commit ``sha`` with its size, and sha256 for LFS files."""

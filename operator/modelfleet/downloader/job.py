@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -14,7 +13,7 @@ from modelfleet.conditions import Reason
 from modelfleet.downloader.download import DownloadRequest, download_model
 from modelfleet.downloader.errors import DownloadError, redact
 from modelfleet.downloader.hub import configure_hub_session, validate_repo_id
-from modelfleet.downloader.layout import MANIFEST_NAME, list_revisions, model_dir
+from modelfleet.downloader.layout import COMMIT_ID, MANIFEST_NAME, list_revisions, model_dir
 from modelfleet.downloader.manifest import load_and_verify_manifest, manifest_path
 from modelfleet.downloader.progress import DownloadProgress, StatusReporter
 from modelfleet.downloader.result import JobResult, write_result
@@ -23,7 +22,6 @@ from modelfleet.downloader.settings import DownloaderSettings, Mode, Source, Ver
 from modelfleet.downloader.verify import check_completeness
 
 LOG = logging.getLogger("modelfleet.downloader")
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 def request_from_settings(settings: DownloaderSettings) -> DownloadRequest:
@@ -101,7 +99,7 @@ def _verify_target(settings: DownloaderSettings) -> Path:
     if settings.source is Source.PVC or not settings.repo:
         raise DownloadError(Reason.INVALID_SPEC, "verify mode needs MODELFLEET_MODEL_PATH")
     validate_repo_id(settings.repo)
-    if _SHA.match(settings.revision):
+    if COMMIT_ID.fullmatch(settings.revision):
         return model_dir(settings.model_root, settings.repo, settings.revision)
     complete = [r for r in list_revisions(settings.model_root, settings.repo) if r.complete]
     if not complete:

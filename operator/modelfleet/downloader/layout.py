@@ -21,21 +21,61 @@ PARTIAL_SUFFIX = ".part"
 LAST_USED_NAME = ".modelfleet-last-used"
 # Leftovers of huggingface_hub or of another tool killed mid-download.
 _STALE_GLOBS = ("*.lock", "*.incomplete")
-_SHA = re.compile(r"^[0-9a-f]{40}$")
+# fullmatch, not ^...$: "$" also matches before a trailing newline.
+COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+# What a hub may say, shown in a message: enough to recognise, not a wall of hostile text.
+_SHOWN = 80
 _INTERNAL_NAMES = frozenset({MANIFEST_NAME, PARTIAL_DIR, LAST_USED_NAME, ".cache"})
 
 
 def validate_file_path(path: str) -> str:
     """Refuse a listed file path that would escape the model directory (VerificationFailed)."""
     parts = path.split("/")
-    if path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
-        raise DownloadError(Reason.VERIFICATION_FAILED, f"refusing unsafe path {path!r}")
+    if (
+        path.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or "\\" in path
+        or "\x00" in path
+    ):
+        raise DownloadError(Reason.VERIFICATION_FAILED, f"refusing unsafe path {path[:_SHOWN]!r}")
+    return path
+
+
+def validate_commit_id(commit: str) -> str:
+    """Refuse a commit id that is not 40 lowercase hex digits (VerificationFailed): it becomes
+    the name of a directory, so a hub answering ``../other/model`` must not choose where."""
+    if not COMMIT_ID.fullmatch(commit):
+        raise DownloadError(
+            Reason.VERIFICATION_FAILED,
+            f"refusing commit id {commit[:_SHOWN]!r}: expected 40 lowercase hex digits",
+        )
+    return commit
+
+
+def ensure_inside(base: Path, path: Path) -> Path:
+    """``path`` if it resolves (symlinks followed) strictly below ``base``; VerificationFailed
+    otherwise, so no name and no link on the volume can send a write elsewhere."""
+    resolved, resolved_base = path.resolve(), base.resolve()
+    if resolved == resolved_base or not resolved.is_relative_to(resolved_base):
+        raise DownloadError(
+            Reason.VERIFICATION_FAILED, f"refusing {path}: it resolves outside {base}"
+        )
     return path
 
 
 def model_dir(root: Path, repo: str, revision: str) -> Path:
-    """The directory one resolved revision of ``repo`` is written to."""
-    return root.joinpath(*repo.split("/"), revision)
+    """The directory one resolved revision of ``repo`` is written to: ``<root>/<repo>/<revision>``
+    and nowhere else (VerificationFailed when a component or a link would put it elsewhere)."""
+    parts = [*repo.split("/"), revision]
+    if any(p in ("", ".", "..") or "/" in p or "\\" in p or "\x00" in p for p in parts):
+        shown = f"{repo}/{revision}"[:_SHOWN]
+        raise DownloadError(Reason.VERIFICATION_FAILED, f"refusing unsafe model path {shown!r}")
+    return ensure_inside(root, root.joinpath(*parts))
+
+
+def file_target(directory: Path, path: str) -> Path:
+    """Where the listed file ``path`` is written in ``directory``, checked to stay inside it."""
+    return ensure_inside(directory, directory / validate_file_path(path))
 
 
 def partial_path(directory: Path, path: str) -> Path:
@@ -126,7 +166,9 @@ class LocalRevision:
 
 
 def _is_revision_dir(path: Path) -> bool:
-    return (path / MANIFEST_NAME).is_file() or (bool(_SHA.match(path.name)) and path.is_dir())
+    return (path / MANIFEST_NAME).is_file() or (
+        bool(COMMIT_ID.fullmatch(path.name)) and path.is_dir()
+    )
 
 
 def read_manifest_time(path: Path) -> float | None:

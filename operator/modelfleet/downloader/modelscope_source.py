@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from modelfleet.conditions import Reason
-from modelfleet.downloader.errors import DownloadError, redact
+from modelfleet.downloader.errors import DownloadError, clean_token, redact
 from modelfleet.downloader.hub import RemoteFile, RemoteSnapshot, validate_repo_id
 from modelfleet.downloader.layout import validate_file_path
 
@@ -90,7 +90,7 @@ class ModelScopeClient:
         legacy_module = _import("modelscope.hub.api")
         hub_module = _import("modelscope_hub.api")
         self.endpoint = modelscope_endpoint(endpoint)
-        self._token = token or None
+        self._token = clean_token(token)
         self._legacy: Any = legacy_module.HubApi(endpoint=self.endpoint, token=self._token)
         self._hub: Any = hub_module.HubApi(endpoint=self.endpoint, token=self._token)
         self._revisions: dict[str, str] = {}

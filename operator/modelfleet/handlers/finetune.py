@@ -155,7 +155,20 @@ def reconcile_finetune(
     if job is not None:
         base = kube.get(MODEL, namespace, job.spec.base_model.name)
         training = kube.get(JOB, namespace, training_job_name(job))
-        if training is None:
+        owners = [
+            ref.get("uid")
+            for ref in ((training or {}).get("metadata") or {}).get("ownerReferences") or []
+        ]
+        if training is not None and meta.get("uid") not in owners:
+            # Another object's Job of this name (a FinetuneJob deleted and created again, or
+            # anything else): never read its result or promote it.
+            state(
+                "Failed",
+                Reason.CHILD_CONFLICT,
+                f"Job {namespace}/{training_job_name(job)} exists and is not this FinetuneJob's:"
+                " it is left as it is; delete it or rename the FinetuneJob",
+            )
+        elif training is None:
             problem = _dataset_problem(kube, job)
             if base is None or not _condition_true(base, ConditionType.DOWNLOADED):
                 state(

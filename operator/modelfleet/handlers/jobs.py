@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from modelfleet.builders.naming import is_commit_id
 from modelfleet.conditions import Reason
 
 Manifest = dict[str, Any]
@@ -60,16 +61,38 @@ def _newest(pods: list[Manifest], phase: str) -> Manifest | None:
     return matching[-1] if matching else None
 
 
+def _invalid_revision(result: dict[str, Any]) -> str | None:
+    """Why the result's ``resolvedRevision`` cannot be used, if it is there and not a commit id.
+
+    The revision becomes a path on the weights volume: a hub that answers ``../other/model``
+    or ``/abs/path`` must not choose which directory is served.
+    """
+    revision = result.get("resolvedRevision")
+    if revision is None or is_commit_id(revision):
+        return None
+    return (
+        f"the Job reported resolvedRevision {str(revision)[:80]!r}, not 40 lowercase hex digits:"
+        " refusing to use it as a path"
+    )
+
+
 def job_outcome(job: Manifest, pods: list[Manifest]) -> JobOutcome:
-    """The outcome of ``job`` given its pods (those labelled ``job-name=<name>``)."""
+    """The outcome of ``job`` given its pods (those labelled ``job-name=<name>``).
+
+    A result whose ``resolvedRevision`` is not a commit id is a failure (VerificationFailed),
+    and the value is dropped from the result, so it never reaches a path.
+    """
     finished = _finished_condition(job)
     if finished is None:
         return JobOutcome("Running", {})
-    if finished["type"] == "Complete":
-        pod = _newest(pods, "Succeeded")
-        return JobOutcome("Succeeded", _termination_result(pod) if pod else {})
-    pod = _newest(pods, "Failed")
+    pod = _newest(pods, "Succeeded" if finished["type"] == "Complete" else "Failed")
     result = _termination_result(pod) if pod else {}
+    invalid = _invalid_revision(result)
+    if invalid is not None:
+        result = {key: value for key, value in result.items() if key != "resolvedRevision"}
+        return JobOutcome("Failed", result, Reason.VERIFICATION_FAILED, invalid)
+    if finished["type"] == "Complete":
+        return JobOutcome("Succeeded", result)
     reason_text = result.get("reason") or ""
     try:
         reason = Reason(reason_text)

@@ -34,10 +34,11 @@ class Resource:
         group_version = self.api_version
         base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
         if self.namespaced and namespace is not None:
-            base += f"/namespaces/{quote(namespace)}"
+            base += f"/namespaces/{quote(namespace, safe='')}"
         base += f"/{self.plural}"
         if name is not None:
-            base += f"/{quote(name)}"
+            # Every character quoted, "/" included: a name from a spec can never add a segment.
+            base += f"/{quote(name, safe='')}"
         return base
 
 
@@ -156,6 +157,10 @@ class Kube:
                 return None
             raise
         return result
+
+    def read_live(self, resource: Resource, namespace: str | None, name: str) -> Manifest | None:
+        """The object as the API server has it now, or None; never from a cache."""
+        return Kube.get(self, resource, namespace, name)
 
     def list(
         self, resource: Resource, namespace: str | None, label_selector: str | None = None

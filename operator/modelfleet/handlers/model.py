@@ -23,6 +23,8 @@ from modelfleet.api.v1alpha1.common import SecretKeyRef
 from modelfleet.api.v1alpha1.model import HuggingFaceSource, LoraAdapter, ModelScopeSource
 from modelfleet.builders.common import (
     COMPONENT_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
     MODEL_LABEL,
     MODEL_PATH_ANNOTATION,
     REVISION_ANNOTATION,
@@ -114,6 +116,8 @@ class Observed:
     finetune_base: Manifest | None = None
     smoke_results: dict[str, SmokeResult] = field(default_factory=dict)
     """Smoke completions asked of serving pods in this reconcile, by pod name."""
+    conflicts: list[str] = field(default_factory=list)
+    """Objects the Model would create or write that exist and are not modelfleet's."""
 
 
 @dataclass
@@ -222,9 +226,23 @@ def observe(kube: Kube, model: Model) -> Observed:
         observed.job_pods = kube.list(POD, namespace, f"job-name={job_name}")
     elif observed.claim is not None and model.spec.source.finetune_job is None:
         observed.claim_unbound = claim_waits_for_volume(kube, observed.claim)
+    # The claim the Model creates: one of its name that is not modelfleet's is not written into.
+    owns_claim = needs_weights_claim(model) and model.spec.source.finetune_job is None
+    if owns_claim and observed.claim is not None and not is_ours(observed.claim, name):
+        observed.conflicts.append(f"PersistentVolumeClaim {namespace}/{weights_claim_name(model)}")
     if model.spec.serving is not None:
         observed.deployment = kube.get(DEPLOYMENT, namespace, serving_name(model))
         observed.service = kube.get(SERVICE, namespace, serving_name(model))
+        # The cache holds only objects labelled as modelfleet's: where it has none, an object
+        # of that name may still exist, and must not be taken over.
+        for resource, kind, cached in (
+            (DEPLOYMENT, "Deployment", observed.deployment),
+            (SERVICE, "Service", observed.service),
+        ):
+            if cached is None:
+                live = kube.read_live(resource, namespace, serving_name(model))
+                if live is not None and not is_ours(live, name):
+                    observed.conflicts.append(f"{kind} {namespace}/{serving_name(model)}")
         if observed.deployment is not None:
             observed.serving_pods = kube.list(
                 POD, namespace, f"{MODEL_LABEL}={name},{COMPONENT_LABEL}=serving"
@@ -319,6 +337,12 @@ def smoke_test_decisions(
             "testedAt": now,
         }
     return conditions, latest
+
+
+def is_ours(obj: Manifest, model_name: str) -> bool:
+    """Whether ``obj`` carries modelfleet's labels for this Model (a child it may write)."""
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return labels.get(MANAGED_BY_LABEL) == MANAGED_BY and labels.get(MODEL_LABEL) == model_name
 
 
 def claim_waits_for_volume(kube: Kube, claim: Manifest) -> bool:
@@ -597,7 +621,11 @@ def _weights_state(
         revision = revision or "verified"
     else:
         # The path is content-addressed: derived from the commit, never taken from the Job.
-        path = model_path(settings, hub.repo, revision) if hub and revision else ""
+        try:
+            path = model_path(settings, hub.repo, revision) if hub and revision else ""
+        except ValueError as error:
+            failure = (Reason.VERIFICATION_FAILED, f"Job {job_name}: {error}")
+            return WeightsState(False, failure, stalled=failure)
     if not path:
         failure = (Reason.VERIFICATION_FAILED, f"Job {job_name} succeeded but reported no revision")
         return WeightsState(False, failure, stalled=failure)
@@ -763,8 +791,20 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
         plan.create.append(
             build_weights_claim(model, model.spec.storage.size or DEFAULT_CLAIM_SIZE)
         )
-    weights = _weights_state(model, observed, settings, plan, now)
-    serving = _serving_state(model, observed, settings, weights.verified, plan, now=now)
+    if observed.conflicts:
+        # Nothing is created, applied or deleted: the objects are someone else's.
+        conflict = (
+            Reason.CHILD_CONFLICT,
+            f"{', '.join(observed.conflicts)} exists and is not modelfleet's: it is left as it"
+            " is; rename the Model, or delete that object",
+        )
+        plan.create.clear()
+        previous_serving = previous.get("serving")
+        weights = WeightsState(False, conflict, stalled=conflict)
+        serving = ServingState(False, False, conflict, previous_serving, stalled=conflict)
+    else:
+        weights = _weights_state(model, observed, settings, plan, now)
+        serving = _serving_state(model, observed, settings, weights.verified, plan, now=now)
     stalled = weights.stalled or serving.stalled
     ready = weights.downloaded and serving.ready and stalled is None
 

@@ -26,15 +26,29 @@ QUANTITY_PATTERN = (
 # Hugging Face / ModelScope repo id: "name" or "namespace/name".
 REPO_ID_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
 # A branch, tag or commit sha; branches may contain slashes (refs/pr/1).
-REVISION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$"
+# No ".." anywhere (git refuses it in ref names too), so no revision reads as a path upwards.
+REVISION_PATTERN = r"^[A-Za-z0-9](\.?[A-Za-z0-9_/-])*\.?$"
+# A key of a Secret or ConfigMap, as the API server accepts it, but never "." or "..".
+DATA_KEY_PATTERN = r"^[-._a-zA-Z0-9]*[-_a-zA-Z0-9][-._a-zA-Z0-9]*$"
 # An object name in the same namespace (DNS-1123 subdomain).
 OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+# An absolute path with no "." or ".." segment (RE2 has no lookahead: a segment starts with a
+# character other than ".", or is "." followed by another character, or ".." followed by more).
+_SEGMENT = r"([^/.\x00][^/\x00]*|\.[^/.\x00][^/\x00]*|\.\.[^/\x00]+)"
+SAFE_PATH_PATTERN = rf"^(/{_SEGMENT})*/?$"
+# A StorageClass name, or "" (no class: bind to a pre-created volume).
+STORAGE_CLASS_PATTERN = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?$"
 # An environment variable name, as the API server accepts it.
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 # A qualified resource name such as nvidia.com/gpu.
-RESOURCE_NAME_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+# An accelerator: an extended resource, always domain-qualified (nvidia.com/gpu,
+# amd.com/gpu), so that "memory" or "cpu" can never be requested (and limited) by GPU count.
+EXTENDED_RESOURCE_PATTERN = (
+    r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
+# A hub endpoint: http(s), a host, then a path; no userinfo ("https://hub@evil.example"
+# reads as the host evil.example), no spaces.
+ENDPOINT_PATTERN = r"^https?://[^\s/@?#]+([/?#][^\s]*)?$"
 
 
 def _quantity_to_str(value: Any) -> Any:
@@ -86,7 +100,7 @@ class SecretKeyRef(ApiModel):
 
     name: ObjectName
     """Name of the Secret."""
-    key: str = Field(default="token", min_length=1, max_length=253)
+    key: str = Field(default="token", min_length=1, max_length=253, pattern=DATA_KEY_PATTERN)
     """Key within the Secret whose value is the token."""
 
 

@@ -9,8 +9,11 @@ from pydantic import ConfigDict, Field
 
 from modelfleet.api.v1alpha1.common import (
     CONDITIONS_LIST_SCHEMA,
+    DATA_KEY_PATTERN,
+    ENDPOINT_PATTERN,
     REPO_ID_PATTERN,
     REVISION_PATTERN,
+    SAFE_PATH_PATTERN,
     ApiModel,
     Condition,
     ObjectMeta,
@@ -19,7 +22,7 @@ from modelfleet.api.v1alpha1.common import (
     SecretKeyRef,
     default_object,
 )
-from modelfleet.api.v1alpha1.model import Gpu, Serving
+from modelfleet.api.v1alpha1.model import MODEL_NAME_MAX_LENGTH, Gpu, Serving
 
 
 class BaseModelRef(ApiModel):
@@ -34,7 +37,7 @@ class PvcDataset(ApiModel):
 
     claim_name: ObjectName
     """Name of the claim."""
-    path: str = Field(pattern=r"^/[^\x00]*$", max_length=4096)
+    path: str = Field(pattern=SAFE_PATH_PATTERN, max_length=4096)
     """Path of the JSON or JSONL file within the volume."""
 
 
@@ -43,7 +46,7 @@ class ConfigMapDataset(ApiModel):
 
     name: ObjectName
     """Name of the ConfigMap."""
-    key: str = Field(min_length=1, max_length=253)
+    key: str = Field(min_length=1, max_length=253, pattern=DATA_KEY_PATTERN)
     """Key holding the JSON or JSONL text."""
 
 
@@ -56,7 +59,7 @@ class HuggingFaceDataset(ApiModel):
     """Branch, tag or commit."""
     file: str = Field(min_length=1, max_length=1024, pattern=r"^[^/]([^.]|\.[^./])*$")
     """Path of the JSON or JSONL file in the repository."""
-    endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=2048)
+    endpoint: str | None = Field(default=None, pattern=ENDPOINT_PATTERN, max_length=2048)
     """Hub endpoint, e.g. a mirror (the HF_ENDPOINT of huggingface_hub). Default: the public hub."""
     token_secret_ref: SecretKeyRef | None = None
     """Secret holding an access token for gated or private dataset repositories."""
@@ -209,7 +212,20 @@ class FinetuneJobStatus(ApiModel):
 class FinetuneJob(ApiModel):
     """A fine-tuning run of a Model on a dataset, optionally promoted into serving."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.metadata.name.size() <= {MODEL_NAME_MAX_LENGTH} &&"
+                    " self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+                    "message": f"metadata.name must be a DNS-1035 label of at most"
+                    f" {MODEL_NAME_MAX_LENGTH} characters (lowercase letters, digits and '-',"
+                    " starting with a letter): it names the training Job and a label value",
+                }
+            ]
+        },
+    )
 
     api_version: str = "modelfleet.io/v1alpha1"
     kind: str = "FinetuneJob"

@@ -9,9 +9,12 @@ from pydantic import ConfigDict, Field
 
 from modelfleet.api.v1alpha1.common import (
     CONDITIONS_LIST_SCHEMA,
+    ENDPOINT_PATTERN,
+    EXTENDED_RESOURCE_PATTERN,
     REPO_ID_PATTERN,
-    RESOURCE_NAME_PATTERN,
     REVISION_PATTERN,
+    SAFE_PATH_PATTERN,
+    STORAGE_CLASS_PATTERN,
     ApiModel,
     Condition,
     EnvVar,
@@ -40,7 +43,7 @@ class HuggingFaceSource(ApiModel):
     """Glob patterns of files to download; all files when empty."""
     ignore_patterns: list[str] | None = Field(default=None, max_length=64)
     """Glob patterns of files to skip."""
-    endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=2048)
+    endpoint: str | None = Field(default=None, pattern=ENDPOINT_PATTERN, max_length=2048)
     """Hub endpoint, e.g. a mirror (the HF_ENDPOINT of huggingface_hub). Default: the public hub."""
     token_secret_ref: SecretKeyRef | None = None
     """Secret holding an access token for gated or private repositories."""
@@ -62,7 +65,7 @@ class PvcSource(ApiModel):
 
     claim_name: ObjectName
     """Name of the PersistentVolumeClaim in the Model's namespace."""
-    path: str = Field(default="/", pattern=r"^/[^\x00]*$", max_length=4096)
+    path: str = Field(default="/", pattern=SAFE_PATH_PATTERN, max_length=4096)
     """Directory within the volume that holds config.json and the weights."""
 
 
@@ -119,7 +122,9 @@ class Storage(ApiModel):
 
     size: Quantity | None = None
     """Claim size, e.g. "40Gi"; when omitted, the repository's file sizes plus headroom."""
-    storage_class_name: str | None = Field(default=None, max_length=253)
+    storage_class_name: str | None = Field(
+        default=None, max_length=253, pattern=STORAGE_CLASS_PATTERN
+    )
     """StorageClass of the claim; the cluster default when omitted."""
     access_modes: list[AccessMode] = Field(default=["ReadWriteOnce"], min_length=1, max_length=4)
     """Access modes. Replicas spread over several nodes need ReadWriteMany."""
@@ -175,7 +180,7 @@ class Gpu(ApiModel):
 
     count: int = Field(default=1, ge=0, le=64)
     """GPUs per replica; 0 runs without an accelerator."""
-    resource_name: str = Field(default="nvidia.com/gpu", pattern=RESOURCE_NAME_PATTERN)
+    resource_name: str = Field(default="nvidia.com/gpu", pattern=EXTENDED_RESOURCE_PATTERN)
     """Extended resource name of the GPU."""
 
 
@@ -217,9 +222,9 @@ class LoraAdapter(ApiModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
     """Name clients use in the "model" field of a request."""
-    path: str | None = Field(default=None, pattern=r"^/[^\x00]*$", max_length=4096)
+    path: str | None = Field(default=None, pattern=SAFE_PATH_PATTERN, max_length=4096)
     """Adapter directory on the Model's volume."""
-    finetune_job: str | None = Field(default=None, max_length=253)
+    finetune_job: ObjectName | None = None
     """A FinetuneJob whose lora/ output is the adapter."""
 
 
