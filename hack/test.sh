@@ -28,6 +28,9 @@ wait "$engine_env" || die "the vLLM engine environment did not install (see abov
 echo "== unit tests"
 pytest -m unit tests/unit "$@"
 
+echo "== the gpu tier's vLLM test: on CPU here, and on a GPU where vLLM and one exist"
+pytest -m gpu tests/gpu "$@"
+
 echo "== integration tests"
 pytest -m integration tests/integration "$@"
 echo "== the whole suite passed in $(elapsed "$SECONDS")"

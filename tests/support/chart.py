@@ -39,12 +39,12 @@ NAMESPACED_RULES: Rules = _rules(
     ("", ["persistentvolumeclaims"], ["list", "watch", "create"]),
     ("", ["pods"], ["list", "watch"]),
     ("", ["pods/status"], ["patch"]),  # the smoke-test readiness gate of serving pods
-    ("", ["services"], ["list", "watch", "create", "patch"]),
+    ("", ["services"], ["get", "list", "watch", "create", "patch"]),
     ("", ["secrets"], ["get"]),
     ("", ["configmaps"], ["get"]),
     ("", ["serviceaccounts"], ["get", "create", "patch"]),
     ("batch", ["jobs"], ["list", "watch", "create", "delete"]),
-    ("apps", ["deployments"], ["list", "watch", "create", "patch"]),
+    ("apps", ["deployments"], ["get", "list", "watch", "create", "patch"]),
     ("events.k8s.io", ["events"], ["create"]),
     ("rbac.authorization.k8s.io", ["roles", "rolebindings"], ["get", "create", "patch"]),
 )

@@ -59,7 +59,9 @@ kopf), no wildcards. The same list goes into the ClusterRole (cluster-wide mode)
 in each watched namespace. Server-side apply creates an object when it is missing, and the API
 server then also authorizes `create`: every kind the operator applies carries create and patch.
 The Job identity it creates in each namespace (ServiceAccount, Role, RoleBinding) may be read and
-patched only under its own name (`resourceNames`); `create` cannot be limited by name.
+patched only under its own name (`resourceNames`); `create` cannot be limited by name. `get`
+on Deployments and Services reads an unlabelled object of a child's name (which the watch,
+filtered to modelfleet's labels, never shows) before anything is written: ChildConflict.
 */}}
 {{- define "modelfleet.namespacedRules" -}}
 - apiGroups: [modelfleet.io]
@@ -85,7 +87,7 @@ patched only under its own name (`resourceNames`); `create` cannot be limited by
   verbs: [patch]
 - apiGroups: [""]
   resources: [services]
-  verbs: [list, watch, create, patch]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
@@ -104,7 +106,7 @@ patched only under its own name (`resourceNames`); `create` cannot be limited by
   verbs: [list, watch, create, delete]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [list, watch, create, patch]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
