@@ -166,3 +166,52 @@ def test_a_finetunejob_never_reads_or_promotes_a_job_it_does_not_own() -> None:
     assert failed["reason"] == Reason.CHILD_CONFLICT
     assert "Job default/tune-train" in failed["message"]
     assert "outputPath" not in kube.status
+
+
+def test_a_download_job_never_prunes_what_other_models_on_the_claim_use() -> None:
+    """Two Models on one claim: the new Job of one protects what the other serves and keeps."""
+    import json
+
+    from modelfleet.handlers.model import paths_other_models_use
+
+    sharing = _model("tiny")
+    sharing.spec.storage.existing_claim = "shared"
+    other = {
+        "metadata": {"name": "other", "namespace": "default"},
+        "spec": {"storage": {"existingClaim": "shared"}},
+        "status": {
+            "modelPath": "/models/org/tiny/" + "b" * 40,
+            "revisions": [{"path": "/models/org/tiny/" + "c" * 40}],
+        },
+    }
+    unrelated = {
+        "metadata": {"name": "elsewhere", "namespace": "default"},
+        "spec": {},
+        "status": {"modelPath": "/models/org/tiny/" + "d" * 40},
+    }
+    deployment = {
+        "metadata": {"annotations": {"modelfleet.io/model-path": "/models/x/" + "e" * 40}}
+    }
+
+    class _Namespace:
+        def list(self, resource: Any, *_: Any) -> list[dict[str, Any]]:
+            return [other, unrelated] if resource.plural == "models" else []
+
+        def get(self, resource: Any, namespace: str | None, name: str) -> Any:
+            return deployment if (resource.plural, name) == ("deployments", "other") else None
+
+    shared = paths_other_models_use(_Namespace(), sharing)  # type: ignore[arg-type]
+    assert shared == sorted(
+        {"/models/org/tiny/" + "b" * 40, "/models/org/tiny/" + "c" * 40, "/models/x/" + "e" * 40}
+    )
+    claim = {
+        "metadata": {"name": "shared", "namespace": "default"},
+        "spec": {"storageClassName": ""},
+        "status": {"phase": "Bound"},
+    }
+    plan = decide(sharing, Observed(claim=claim, shared_paths=shared), SETTINGS, NOW)
+    (job,) = [m for m in plan.create if m["kind"] == "Job"]
+    env = {
+        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert set(shared) <= set(json.loads(env["MODELFLEET_PROTECTED_PATHS"]))

@@ -118,6 +118,9 @@ class Observed:
     """Smoke completions asked of serving pods in this reconcile, by pod name."""
     conflicts: list[str] = field(default_factory=list)
     """Objects the Model would create or write that exist and are not modelfleet's."""
+    shared_paths: list[str] = field(default_factory=list)
+    """Revision directories other Models on the same claim serve, roll to or keep: a new
+    download Job's pruning must leave them (read only when the plan starts such a Job)."""
 
 
 @dataclass
@@ -339,6 +342,33 @@ def smoke_test_decisions(
     return conditions, latest
 
 
+def _claim_of(model: Manifest) -> str:
+    spec = model.get("spec") or {}
+    existing = (spec.get("storage") or {}).get("existingClaim")
+    return str(existing or f"{model['metadata']['name']}-weights")
+
+
+def paths_other_models_use(kube: Kube, model: Model) -> list[str]:
+    """Every revision directory another Model of the namespace on the same claim serves, rolls
+    to or keeps (its Deployment's model path, its modelPath, its kept revisions)."""
+    claim = model.spec.storage.existing_claim or weights_claim_name(model)
+    paths: set[str] = set()
+    for other in kube.list(MODEL, model.metadata.namespace):
+        name = other["metadata"]["name"]
+        if name == model.metadata.name or _claim_of(other) != claim:
+            continue
+        status = other.get("status") or {}
+        paths.update(r["path"] for r in status.get("revisions") or [] if r.get("path"))
+        if status.get("modelPath"):
+            paths.add(status["modelPath"])
+        served = _annotation(
+            kube.get(DEPLOYMENT, model.metadata.namespace, name), MODEL_PATH_ANNOTATION
+        )
+        if served:
+            paths.add(served)
+    return sorted(paths)
+
+
 def is_ours(obj: Manifest, model_name: str) -> bool:
     """Whether ``obj`` carries modelfleet's labels for this Model (a child it may write)."""
     labels = obj.get("metadata", {}).get("labels") or {}
@@ -503,9 +533,10 @@ def _job_to_create(model: Model, observed: Observed, settings: OperatorSettings)
     token = retry_token(model)
     if model.spec.source.pvc is not None:
         return build_verify_job(model, settings=settings, retry_token=token)
-    # The served revision and the last verified one must survive the new Job's pruning.
+    # The served revision, the last verified one, and whatever other Models on the same claim
+    # serve or keep must survive the new Job's pruning.
     served = _annotation(observed.deployment, MODEL_PATH_ANNOTATION)
-    protected = sorted({p for p in (served, model.status.model_path) if p})
+    protected = sorted({p for p in (served, model.status.model_path, *observed.shared_paths) if p})
     hub = hub_source(model)
     return build_download_job(
         model,
@@ -1059,7 +1090,14 @@ def reconcile(kube: Kube, body: Manifest, settings: OperatorSettings, emit: Any)
             emit(body, "Warning", Reason.INVALID_SPEC, message)
         return None
     observed = observe(kube, model)
-    plan = decide(model, observed, settings, now_text())
+    now = now_text()
+    plan = decide(model, observed, settings, now)
+    if any(m["kind"] == "Job" for m in plan.create) and hub_source(model) is not None:
+        # Only a new download Job prunes: what other Models on the claim use is read then
+        # (one list of the namespace's Models), and the plan decided again with it.
+        observed.shared_paths = paths_other_models_use(kube, model)
+        if observed.shared_paths:
+            plan = decide(model, observed, settings, now)
     record_metrics(body, plan)
     if any(m["kind"] == "Job" for m in plan.create):
         JOB_IDENTITIES.ensure(kube, settings, meta["namespace"])
