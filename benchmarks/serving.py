@@ -37,7 +37,7 @@ import yaml  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 from scale import binaries  # noqa: E402
 from tests.hubserver.__main__ import DEMO_REPO, demo_hub  # noqa: E402
-from tests.support.cluster import scratch_namespace, wait_for  # noqa: E402
+from tests.support.cluster import engine_python, scratch_namespace, wait_for  # noqa: E402
 from tests.support.operator import OperatorProcess  # noqa: E402
 
 from modelfleet.dev.client import SteadyClient, complete_through_service  # noqa: E402
@@ -116,13 +116,9 @@ def _pgid(pid: int) -> int | None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     cluster = DevCluster(args.cluster)
     bins = binaries()
-    engine = subprocess.run(
-        ["bash", "hack/engine-env.sh", "--print"],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    engine = engine_python()
+    if engine is None:
+        raise SystemExit("the CPU vLLM engine is not installed: bash hack/engine-env.sh")
     os.environ["MODELFLEET_ENGINE_PYTHON"] = engine
     cluster.up(bins, gpu_nodes=2, cpu_nodes=1)
     subprocess.run(

@@ -23,7 +23,7 @@ from modelfleet.api.v1alpha1 import Model
 from modelfleet.builders.serving import build_deployment
 from modelfleet.dev.engines import cpu_engine_command
 from modelfleet.settings import OperatorSettings
-from tests.support.cluster import REPO_ROOT
+from tests.support.cluster import REPO_ROOT, engine_python
 from tests.support.tinymodel import write_tiny_llama
 
 pytestmark = pytest.mark.gpu
@@ -33,22 +33,11 @@ def _gpu_available() -> bool:
     return shutil.which("vllm") is not None and shutil.which("nvidia-smi") is not None
 
 
-def _cpu_engine() -> str | None:
-    python = subprocess.run(
-        ["bash", "hack/engine-env.sh", "--print"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    return python if Path(python).exists() else None
-
-
 @pytest.mark.parametrize("device", ["gpu", "cpu"])
 def test_generated_vllm_command_serves_the_tiny_model(tmp_path: Path, device: str) -> None:
     if device == "gpu" and not _gpu_available():
         pytest.skip("needs vllm and an NVIDIA GPU")
-    engine = _cpu_engine() if device == "cpu" else None
+    engine = engine_python() if device == "cpu" else None
     if device == "cpu" and engine is None:
         pytest.skip("the CPU vLLM engine is not installed: bash hack/engine-env.sh")
     weights = write_tiny_llama(tmp_path / "weights")

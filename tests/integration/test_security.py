@@ -85,3 +85,51 @@ def test_the_operators_identity_patches_no_service_account_but_its_job_account(
         message="the patch on its own account",
     )
     assert admin.read_namespaced_service_account("payments", namespace).metadata.labels is None
+
+
+def _job(name: str, account: str, image: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "template": {
+                "spec": {
+                    "serviceAccountName": account,
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": image, "command": ["true"]}],
+                }
+            }
+        },
+    }
+
+
+def test_the_operators_identity_creates_only_modelfleets_jobs(
+    api: client.ApiClient, namespace: str, cluster: TestCluster, tmp_path: Path, crds: None
+) -> None:
+    """The chart's ValidatingAdmissionPolicy, on the real API server: a Job as another
+    ServiceAccount, or with another image, is refused; modelfleet's own is created."""
+    operator = client.BatchV1Api(
+        config.new_client_from_config(
+            config_file=str(chart_credentials(cluster.kubeconfig, tmp_path))
+        )
+    )
+    ours = "ghcr.io/modelfleet/downloader:0.1.0"
+
+    def refused(job: dict[str, Any]) -> str | None:
+        try:
+            operator.create_namespaced_job(namespace, job, dry_run="All")
+        except ApiException as error:
+            return str(error.body) if error.status in (403, 422) else None
+        return None
+
+    # A new policy takes a moment to be enforced.
+    other_account = wait_for(
+        lambda: refused(_job("a", "default", ours)), timeout=60, message="the policy enforced"
+    )
+    assert "modelfleet-job" in other_account
+    other_image = refused(_job("b", "modelfleet-job", "docker.io/library/busybox:1"))
+    assert other_image is not None and "ghcr.io/modelfleet/downloader:" in other_image
+    assert refused(_job("c", "modelfleet-job", ours)) is None
+    # The admin is not the operator: the policy does not apply to it.
+    client.BatchV1Api(api).create_namespaced_job(
+        namespace, _job("d", "default", "docker.io/library/busybox:1"), dry_run="All"
+    )

@@ -237,6 +237,9 @@ def chart_credentials(kubeconfig: Path, directory: Path, *sets: str) -> Path:
         "--skip-crds",
         "--set",
         "replicaCount=1",
+        # The local cluster's simulated download image may run as a Job too.
+        "--set",
+        "admissionPolicy.extraImagePrefixes={simulate.invalid/}",
         *[arg for value in sets for arg in ("--set", value)],
         "--timeout",
         "120s",

@@ -82,3 +82,17 @@ def scratch_namespace(
         yield name
     finally:
         core.delete_namespace(name)
+
+
+def engine_python() -> str | None:
+    """The CPU vLLM environment's python (hack/engine-env.sh), or None where not installed."""
+    import subprocess
+
+    python = subprocess.run(
+        ["bash", str(REPO_ROOT / "hack/engine-env.sh"), "--print"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    return python if Path(python).exists() else None

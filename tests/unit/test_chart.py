@@ -380,3 +380,34 @@ def test_the_job_identity_is_patched_only_under_its_own_name(rendered: dict[str,
             assert set(rule["verbs"]) == {"get", "patch"}, rule
         else:
             assert rule["verbs"] == ["create"], f"{rule} grants more than create for any name"
+
+
+def _admission_policy(tmp_path: Path, *extra: str) -> list[dict[str, Any]]:
+    objects = render_chart(None, tmp_path, extra=extra)
+    return [o for o in objects if o["kind"].startswith("ValidatingAdmissionPolicy")]
+
+
+def test_the_admission_policy_pins_the_operators_jobs(tmp_path: Path) -> None:
+    policy, binding = _admission_policy(tmp_path, "--kube-version", "1.34.0")
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
+    (condition,) = policy["spec"]["matchConditions"]
+    assert "system:serviceaccount:modelfleet-system:mf-modelfleet" in condition["expression"]
+    account, images = policy["spec"]["validations"]
+    assert '"modelfleet-job"' in account["expression"]
+    prefixes = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}["prefixes"]
+    assert json.loads(prefixes) == [
+        "ghcr.io/modelfleet/downloader:",
+        "ghcr.io/modelfleet/downloader@",
+        "ghcr.io/modelfleet/trainer:",
+        "ghcr.io/modelfleet/trainer@",
+    ]
+    assert "initContainers" in images["expression"]
+
+
+def test_the_admission_policy_is_left_out_where_it_cannot_be_served(tmp_path: Path) -> None:
+    assert _admission_policy(tmp_path, "--kube-version", "1.29.0") == []
+    off = ("--kube-version", "1.34.0", "--set", "admissionPolicy.enabled=false")
+    assert _admission_policy(tmp_path, *off) == []

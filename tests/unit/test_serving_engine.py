@@ -4,7 +4,6 @@ smoke test against a real HTTP server, and how the operator reads serving pods."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from modelfleet.handlers.model import (
     smoke_test_decisions,
 )
 from modelfleet.smoketest import SmokeResult, smoke_test
-from tests.support.crdschema import REPO_ROOT
+from tests.support.cluster import engine_python
 from tests.unit.test_builders import deployment_for, load_example
 
 pytestmark = pytest.mark.unit
@@ -67,18 +66,6 @@ def engine_argvs() -> dict[str, list[str]]:
     return cases
 
 
-def engine_python() -> str:
-    result = subprocess.run(
-        ["bash", "hack/engine-env.sh", "--print"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return result.stdout.strip()
-
-
 PARSE = """
 import json, sys
 from vllm.entrypoints.launchers.cli_args import make_arg_parser
@@ -95,7 +82,7 @@ def parse_in_vllm(cases: dict[str, list[str]]) -> subprocess.CompletedProcess[st
     """Each `vllm serve` command line through vLLM's own argument parser, in the engine's
     environment (skips where hack/engine-env.sh has not installed it)."""
     python = engine_python()
-    if not os.path.exists(python):
+    if python is None:
         pytest.skip("the CPU vLLM engine is not installed: bash hack/engine-env.sh")
     return subprocess.run(
         [python, "-c", PARSE],

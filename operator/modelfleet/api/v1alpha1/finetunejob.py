@@ -22,7 +22,7 @@ from modelfleet.api.v1alpha1.common import (
     SecretKeyRef,
     default_object,
 )
-from modelfleet.api.v1alpha1.model import MODEL_NAME_MAX_LENGTH, Gpu, Serving
+from modelfleet.api.v1alpha1.model import Gpu, Serving, name_rule
 
 
 class BaseModelRef(ApiModel):
@@ -215,15 +215,7 @@ class FinetuneJob(ApiModel):
     model_config = ConfigDict(
         extra="ignore",
         json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": f"self.metadata.name.size() <= {MODEL_NAME_MAX_LENGTH} &&"
-                    " self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
-                    "message": f"metadata.name must be a DNS-1035 label of at most"
-                    f" {MODEL_NAME_MAX_LENGTH} characters (lowercase letters, digits and '-',"
-                    " starting with a letter): it names the training Job and a label value",
-                }
-            ]
+            "x-kubernetes-validations": [name_rule("the training Job and a label value")]
         },
     )
 

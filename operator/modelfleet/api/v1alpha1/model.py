@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
+from pydantic.config import JsonDict
 
 from modelfleet.api.v1alpha1.common import (
     CONDITIONS_LIST_SCHEMA,
@@ -30,6 +31,17 @@ from modelfleet.api.v1alpha1.common import (
 # The Model's name becomes a label value and the stem of its Deployment, Service and Job names
 # ("<name>-dl-<hash>"), which must stay DNS-1035 labels of at most 63 characters.
 MODEL_NAME_MAX_LENGTH = 48
+
+
+def name_rule(names: str) -> JsonDict:
+    """The CEL rule on ``metadata.name`` of a kind whose name becomes ``names``."""
+    return {
+        "rule": f"self.metadata.name.size() <= {MODEL_NAME_MAX_LENGTH} &&"
+        " self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+        "message": f"metadata.name must be a DNS-1035 label of at most {MODEL_NAME_MAX_LENGTH}"
+        f" characters (lowercase letters, digits and '-', starting with a letter): it names"
+        f" {names}",
+    }
 
 
 class HuggingFaceSource(ApiModel):
@@ -446,15 +458,7 @@ class Model(ApiModel):
     model_config = ConfigDict(
         extra="ignore",
         json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": f"self.metadata.name.size() <= {MODEL_NAME_MAX_LENGTH} &&"
-                    " self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
-                    "message": f"metadata.name must be a DNS-1035 label of at most"
-                    f" {MODEL_NAME_MAX_LENGTH} characters (lowercase letters, digits and '-',"
-                    " starting with a letter): it names the Deployment, Service and Jobs",
-                }
-            ]
+            "x-kubernetes-validations": [name_rule("the Deployment, Service and Jobs")]
         },
     )
 
