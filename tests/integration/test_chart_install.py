@@ -21,6 +21,7 @@ from tests.support.chart import (
     Rules,
     chart_operator_kubeconfig,
     helm,
+    rule_name,
 )
 from tests.support.cluster import TestCluster, scratch_namespace
 
@@ -41,6 +42,10 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     ("modelfleet.io", "models", "delete"),
     ("modelfleet.io", "models", "update"),
     ("modelfleet.io", "finetunejobs", "create"),
+    # The Job identity's kinds: create any, but get or patch only its own name.
+    ("", "serviceaccounts", "patch"),
+    ("", "serviceaccounts", "get"),
+    ("rbac.authorization.k8s.io", "rolebindings", "patch"),
     ("rbac.authorization.k8s.io", "roles", "escalate"),
     ("rbac.authorization.k8s.io", "clusterroles", "bind"),
     ("rbac.authorization.k8s.io", "clusterrolebindings", "create"),
@@ -50,8 +55,11 @@ FORBIDDEN: list[tuple[str, str, str]] = [
 ]
 
 
-def can(api: client.ApiClient, group: str, resource: str, verb: str, namespace: str) -> bool:
-    """The API server's answer to a SelfSubjectAccessReview made with ``api``'s credentials."""
+def can(
+    api: client.ApiClient, group: str, resource: str, verb: str, namespace: str, name: str = ""
+) -> bool:
+    """The API server's answer to a SelfSubjectAccessReview made with ``api``'s credentials,
+    for any object of the kind, or the one named ``name``."""
     subresource = ""
     if "/" in resource:
         resource, subresource = resource.split("/", 1)
@@ -60,6 +68,7 @@ def can(api: client.ApiClient, group: str, resource: str, verb: str, namespace: 
         "resource": resource,
         "subresource": subresource,
         "verb": verb,
+        "name": name,
     }
     if resource not in CLUSTER_SCOPED and resource not in {"nodes", "namespaces"}:
         attributes["namespace"] = namespace
@@ -148,7 +157,7 @@ def test_install_grants_exactly_the_operators_verbs_and_keeps_crds(
         refused = [
             rule
             for rule in granted(NAMESPACED_RULES | CLUSTER_SCOPED_RULES)
-            if not can(operator, *rule, workload_namespace)
+            if not can(operator, *rule, workload_namespace, rule_name(*rule))
         ]
         assert refused == [], "the chart does not grant verbs the operator uses"
         allowed = [rule for rule in FORBIDDEN if can(operator, *rule, workload_namespace)]
@@ -197,9 +206,9 @@ def test_watch_namespaces_confines_the_operator(
         try:
             operator = operator_api(cluster, release, tmp_path)
             for rule in granted(NAMESPACED_RULES | CLUSTER_SCOPED_RULES):
-                assert can(operator, *rule, workload_namespace), rule
+                assert can(operator, *rule, workload_namespace, rule_name(*rule)), rule
             for rule in granted(NAMESPACED_RULES):
-                assert not can(operator, *rule, elsewhere), rule
+                assert not can(operator, *rule, elsewhere, rule_name(*rule)), rule
         finally:
             release.uninstall()
 

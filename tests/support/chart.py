@@ -48,6 +48,21 @@ NAMESPACED_RULES: Rules = _rules(
     ("events.k8s.io", ["events"], ["create"]),
     ("rbac.authorization.k8s.io", ["roles", "rolebindings"], ["get", "create", "patch"]),
 )
+# The verbs granted only on the Job identity's own name (resourceNames): an access review must
+# name it to be allowed.
+JOB_IDENTITY = "modelfleet-job"
+NAMED_VERBS = {
+    ("", "serviceaccounts"): {"get", "patch"},
+    ("rbac.authorization.k8s.io", "roles"): {"get", "patch"},
+    ("rbac.authorization.k8s.io", "rolebindings"): {"get", "patch"},
+}
+
+
+def rule_name(group: str, resource: str, verb: str) -> str:
+    """The object name an access review of this verb must carry ("" for any object)."""
+    return JOB_IDENTITY if verb in NAMED_VERBS.get((group, resource), set()) else ""
+
+
 CLUSTER_SCOPED_RULES: Rules = _rules(
     ("storage.k8s.io", ["storageclasses"], ["get"]),
     ("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"]),
