@@ -6,8 +6,8 @@ Starts (or reuses) a local cluster of its own, the test hub and the operator, th
    cache (cold: the engine's libraries and the weights are read from disk) and times apply to
    the first token answered through the Service;
 2. deletes it and applies it again (warm: everything in the page cache);
-3. reads each engine's start (container started to ContainersReady) and resident memory (its
-   whole process group);
+3. reads each engine's start (container started to ContainersReady) and memory (the
+   proportional set size of its whole process group);
 4. rolls it to the hub's other revision while a client asks through the Service every 0.5 s,
    and counts failed requests and the fewest ready endpoints.
 
@@ -94,8 +94,10 @@ def engines(api: client.ApiClient, namespace: str) -> list[dict[str, float]]:
             cmdline = process.info["cmdline"] or []
             if pod.status.pod_ip in cmdline and "vllm.entrypoints.openai.api_server" in cmdline:
                 group = os.getpgid(process.pid)
+                # PSS: shared pages (torch's libraries, mapped by all three processes) are
+                # counted once, in shares, not three times as a sum of RSS would.
                 rss = sum(
-                    p.memory_info().rss for p in psutil.process_iter() if _pgid(p.pid) == group
+                    p.memory_full_info().pss for p in psutil.process_iter() if _pgid(p.pid) == group
                 )
         found.append(
             {
@@ -225,8 +227,8 @@ def section(results: dict[str, Any]) -> str:
             f"| apply to first token, warm (page cache) | {results['warm']:.0f} s |",
             "| engine start (container started to ready: load, profile, `/health`), per engine |"
             f" {', '.join(f'{s:.0f} s' for s in starts)} (two starting at once on 2 cores) |",
-            "| resident memory per engine (its whole process group: API server, engine core,"
-            f" worker) | {', '.join(f'{m:.0f} MB' for m in memory)} |",
+            "| memory per engine (proportional set size of its whole process group: API server,"
+            f" engine core, worker) | {', '.join(f'{m:.0f} MB' for m in memory)} |",
             f"| roll of 2 replicas to a new revision (maxSurge 1) | {results['roll']:.0f} s |",
             f"| requests during the roll (one every 0.5 s through the Service), failed |"
             f" {results['requests']}, {results['failed']} failed |",

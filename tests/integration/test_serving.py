@@ -231,3 +231,42 @@ def test_a_revision_that_fails_its_smoke_test_never_becomes_active(
     models.wait_ready("tiny", timeout=ENGINE_START_SECONDS)
     assert models.get("tiny")["status"]["serving"]["smokeTest"]["passed"] is True
     assert _ask(api, namespace) == before
+
+
+def test_the_pod_network_reaches_a_pod_after_every_other_pod_went_away(tmp_path: Path) -> None:
+    """The kernel drops an interface's routes with its last address: a new pod after all the
+    others left must still be reachable."""
+    import http.server
+    import subprocess
+    import sys
+    import urllib.request
+
+    from modelfleet.dev.network import PodNetwork
+
+    network = PodNetwork(tmp_path)
+    assert network.ensure(), "the pod network needs root"
+    try:
+        network.allocate("first")
+        network.release("first")
+        address = network.allocate("second")
+        server = subprocess.Popen(
+            [*network.exec_prefix(), sys.executable, "-m", http.server.__name__, "8000",
+             "--bind", address, "--directory", str(tmp_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+
+            def answers() -> bool:
+                try:
+                    with urllib.request.urlopen(f"http://{address}:8000/", timeout=2):
+                        return True
+                except OSError:
+                    return False
+
+            wait_for(answers, timeout=30, message=f"an answer from {address}")
+        finally:
+            server.kill()
+            server.wait()
+    finally:
+        network.delete()

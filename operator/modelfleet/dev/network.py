@@ -80,7 +80,7 @@ class PodNetwork:
         self._ip("-n", self.netns, "link", "set", POD_INTERFACE, "up")
         # Pod addresses are /32 each (removing one must not remove the others, as deleting the
         # first address of a shared /24 would); replies reach this machine by this route.
-        self._ip("-n", self.netns, "route", "replace", f"{self.prefix}.0/24", "dev", POD_INTERFACE)
+        self._route()
         self.enabled = True
         LOG.info("pod network %s.0/24 in network namespace %s", self.prefix, self.netns)
         return True
@@ -115,7 +115,13 @@ class PodNetwork:
             self._taken[uid] = address
         if self.enabled:
             self._ip("-n", self.netns, "addr", "replace", f"{address}/32", "dev", POD_INTERFACE)
+            # The kernel drops the interface's routes when its last address goes: a cluster
+            # whose serving pods all went away has none until this puts it back.
+            self._route()
         return address
+
+    def _route(self) -> None:
+        self._ip("-n", self.netns, "route", "replace", f"{self.prefix}.0/24", "dev", POD_INTERFACE)
 
     def release(self, uid: str) -> None:
         with self._lock:
