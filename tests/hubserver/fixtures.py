@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,3 +61,16 @@ def job_env(hub: HubServer, root: Path, repo: str, **overrides: str) -> dict[str
     }
     env.update(overrides)
     return env
+
+
+def run_downloader_job(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m modelfleet.downloader`` with only ``env`` (and PATH), as a Job runs it."""
+    operator = Path(__file__).resolve().parents[2] / "operator"
+    return subprocess.run(
+        [sys.executable, "-m", "modelfleet.downloader"],
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(operator), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -177,16 +177,23 @@ def test_a_download_job_never_prunes_what_other_models_on_the_claim_use() -> Non
     sharing = _model("tiny")
     sharing.spec.storage.existing_claim = "shared"
     other = {
+        "apiVersion": "modelfleet.io/v1alpha1",
+        "kind": "Model",
         "metadata": {"name": "other", "namespace": "default"},
-        "spec": {"storage": {"existingClaim": "shared"}},
+        "spec": {
+            "source": {"huggingface": {"repo": "org/tiny"}},
+            "storage": {"existingClaim": "shared"},
+        },
         "status": {
             "modelPath": "/models/org/tiny/" + "b" * 40,
-            "revisions": [{"path": "/models/org/tiny/" + "c" * 40}],
+            "revisions": [{"revision": "c" * 40, "path": "/models/org/tiny/" + "c" * 40}],
         },
     }
     unrelated = {
+        "apiVersion": "modelfleet.io/v1alpha1",
+        "kind": "Model",
         "metadata": {"name": "elsewhere", "namespace": "default"},
-        "spec": {},
+        "spec": {"source": {"huggingface": {"repo": "org/tiny"}}},
         "status": {"modelPath": "/models/org/tiny/" + "d" * 40},
     }
     deployment = {

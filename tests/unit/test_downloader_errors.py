@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +13,12 @@ from modelfleet.downloader.download import download_model
 from modelfleet.downloader.errors import DownloadError
 from modelfleet.downloader.job import main
 from tests.hubserver import HubServer, tiny_model_files
-from tests.hubserver.fixtures import download_request, job_env, running_hub
+from tests.hubserver.fixtures import (
+    download_request,
+    job_env,
+    run_downloader_job,
+    running_hub,
+)
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -88,23 +90,14 @@ def test_job_exit_code_and_termination_log_for_a_permanent_failure(
     assert line in capsys.readouterr().out
 
 
-def _run_job(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modelfleet.downloader"],
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO_ROOT / "operator"), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_token_never_appears_in_any_output(hub: HubServer, tmp_path: Path) -> None:
     hub.add_repo("org/private", tiny_model_files(), token=TOKEN)
-    ok = _run_job({**job_env(hub, tmp_path / "ok", "org/private"), "HF_TOKEN": TOKEN})
+    ok = run_downloader_job({**job_env(hub, tmp_path / "ok", "org/private"), "HF_TOKEN": TOKEN})
     # Also a failing run that carries the token in its request: errors must not echo it.
     hub.add_repo("org/gated", tiny_model_files(), gated=True, token="hf_OtherOwnerToken99999")
-    failed = _run_job({**job_env(hub, tmp_path / "failed", "org/gated"), "HF_TOKEN": TOKEN})
+    failed = run_downloader_job(
+        {**job_env(hub, tmp_path / "failed", "org/gated"), "HF_TOKEN": TOKEN}
+    )
 
     assert ok.returncode == 0, ok.stderr
     assert failed.returncode == 2, failed.stderr

@@ -9,9 +9,6 @@ redaction removes every token in its raw and escaped forms (repr, bytes repr, JS
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -22,7 +19,7 @@ from modelfleet.conditions import Reason
 from modelfleet.downloader.errors import DownloadError, clean_token, redact
 from modelfleet.downloader.result import JobResult
 from tests.hubserver import HubServer, tiny_model_files
-from tests.hubserver.fixtures import job_env, running_hub
+from tests.hubserver.fixtures import job_env, run_downloader_job, running_hub
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -126,17 +123,6 @@ def hub() -> Iterator[HubServer]:
     yield from running_hub()
 
 
-def _run_job(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modelfleet.downloader"],
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO_ROOT / "operator"), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(("name", "token"), TOKENS.items(), ids=TOKENS)
 def test_the_job_never_echoes_a_token(
     hub: HubServer, tmp_path: Path, name: str, token: str
@@ -145,7 +131,7 @@ def test_the_job_never_echoes_a_token(
     # The hub knows the token as it was meant to be: without the whitespace around it.
     hub.add_repo(repo, tiny_model_files(), token=token.strip())
 
-    run = _run_job({**job_env(hub, tmp_path, repo), "HF_TOKEN": token})
+    run = run_downloader_job({**job_env(hub, tmp_path, repo), "HF_TOKEN": token})
 
     result = json.loads((tmp_path / "termination-log").read_text())
     if name in USABLE:

@@ -200,7 +200,8 @@ class Backoff:
         return self.delay
 
 
-def _now() -> str:
+def now_text() -> str:
+    """The current time as a kubelet writes it into a pod's status."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
@@ -231,7 +232,7 @@ class ServingPodRun:
         self.pod_dir: Path = (
             runner.work_dir / "pods" / f"{pod.metadata.namespace}_{pod.metadata.name}_{self.uid}"
         )
-        self.started_at = _now()
+        self.started_at = now_text()
         self.inits = [
             ContainerRecord(c.name, c.image, state={"waiting": {"reason": "PodInitializing"}})
             for c in pod.spec.init_containers or []
@@ -312,7 +313,7 @@ class ServingPodRun:
             while True:
                 if self.stopping.is_set():
                     return False
-                record.state = {"running": {"startedAt": _now()}}
+                record.state = {"running": {"startedAt": now_text()}}
                 self._publish()
                 status = self.runner._run_container(
                     self.pod, container, mounts, self.pod_dir, self.uid, on_start=self._adopt
@@ -427,7 +428,7 @@ class ServingPodRun:
         )
         ports = {p.name: int(p.container_port) for p in container.ports or [] if p.name}
         start = time.monotonic()
-        started_text = _now()
+        started_text = now_text()
         with log_path.open("ab") as log:
             log.write(f"--- {started_text} {' '.join(argv)}\n".encode())
             log.flush()
@@ -492,7 +493,7 @@ class ServingPodRun:
             "exitCode": exit_code,
             "reason": "Completed" if exit_code == 0 else "Error",
             "startedAt": started_text,
-            "finishedAt": _now(),
+            "finishedAt": now_text(),
         }
         if exit_code != 0:
             tail = log_path.read_bytes()[-2048:].decode(errors="replace")
@@ -573,7 +574,7 @@ class ServingPodRun:
     def _condition(self, type_: str, value: bool) -> dict[str, Any]:
         previous = self._transitions.get(type_)
         if previous is None or previous[0] != value:
-            self._transitions[type_] = (value, _now())
+            self._transitions[type_] = (value, now_text())
         return {
             "type": type_,
             "status": "True" if value else "False",

@@ -30,14 +30,18 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modelfleet.dev.engines import BACKOFF_INITIAL_SECONDS, ServingPodRun, executes_serving_pod
+from modelfleet.dev.engines import (
+    BACKOFF_INITIAL_SECONDS,
+    ServingPodRun,
+    executes_serving_pod,
+    now_text,
+)
 from modelfleet.dev.network import PodNetwork
 
 LOG = logging.getLogger(__name__)
@@ -60,10 +64,6 @@ def simulated_revision(repo: str, revision: str) -> str:
     return hashlib.sha1(f"{repo}@{revision}".encode()).hexdigest()
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class PodConfigError(Exception):
     """The pod cannot start yet: a referenced Secret, ConfigMap or claim is missing."""
 
@@ -83,7 +83,7 @@ def _terminated(container: Any, exit_code: int, message: str, started: str) -> d
                 "reason": "Completed" if exit_code == 0 else "Error",
                 "message": message,
                 "startedAt": started,
-                "finishedAt": _now(),
+                "finishedAt": now_text(),
             }
         },
     }
@@ -211,7 +211,7 @@ class PodRunner:
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
         pod_dir = self.work_dir / "pods" / f"{pod.metadata.namespace}_{pod.metadata.name}_{uid}"
         pod_dir.mkdir(parents=True, exist_ok=True)
-        started = _now()
+        started = now_text()
         statuses: list[dict[str, Any]] = []
         phase = "Succeeded"
         if any(c.image == SIMULATED_DOWNLOAD_IMAGE for c in pod.spec.containers):
@@ -382,7 +382,7 @@ class PodRunner:
             pod, container, volumes, pod_dir
         )
         termination_log.unlink(missing_ok=True)
-        started = _now()
+        started = now_text()
         LOG.info("pod %s/%s: running %s", pod.metadata.namespace, pod.metadata.name, container.name)
         with log_path.open("ab") as log:
             process = subprocess.Popen(
@@ -433,8 +433,8 @@ class PodRunner:
             "phase": phase,
             "startTime": started,
             "conditions": [
-                {"type": "Ready", "status": "False", "lastTransitionTime": _now()},
-                {"type": "ContainersReady", "status": "False", "lastTransitionTime": _now()},
+                {"type": "Ready", "status": "False", "lastTransitionTime": now_text()},
+                {"type": "ContainersReady", "status": "False", "lastTransitionTime": now_text()},
             ],
         }
         if phase == "Running":

@@ -274,6 +274,7 @@ def _pod_condition(pod: Manifest, type_: str) -> dict[str, Any] | None:
 
 
 def _parse_time(text: str | None) -> float | None:
+    """Seconds since the epoch of a time as Kubernetes writes it (``now_text``)."""
     if not text:
         return None
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
@@ -342,12 +343,6 @@ def smoke_test_decisions(
     return conditions, latest
 
 
-def _claim_of(model: Manifest) -> str:
-    spec = model.get("spec") or {}
-    existing = (spec.get("storage") or {}).get("existingClaim")
-    return str(existing or f"{model['metadata']['name']}-weights")
-
-
 def paths_other_models_use(kube: Kube, model: Model) -> list[str]:
     """Every revision directory another Model of the namespace on the same claim serves, rolls
     to or keeps (its Deployment's model path, its modelPath, its kept revisions)."""
@@ -355,8 +350,13 @@ def paths_other_models_use(kube: Kube, model: Model) -> list[str]:
     paths: set[str] = set()
     for other in kube.list(MODEL, model.metadata.namespace):
         name = other["metadata"]["name"]
-        if name == model.metadata.name or _claim_of(other) != claim:
+        if name == model.metadata.name:
             continue
+        try:
+            if weights_claim_name(parse_model(other)) != claim:
+                continue
+        except ValidationError:
+            continue  # a Model that does not parse serves nothing
         status = other.get("status") or {}
         paths.update(r["path"] for r in status.get("revisions") or [] if r.get("path"))
         if status.get("modelPath"):
@@ -975,10 +975,8 @@ def status_changed(model_body: Manifest, status: dict[str, Any]) -> bool:
 
 # -- metrics ---------------------------------------------------------------------------------
 def _seconds_between(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    return (datetime.strptime(end, fmt) - datetime.strptime(start, fmt)).total_seconds()
+    began, ended = _parse_time(start), _parse_time(end)
+    return None if began is None or ended is None else ended - began
 
 
 def record_metrics(body: Manifest, plan: Plan) -> None:
