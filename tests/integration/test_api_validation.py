@@ -13,6 +13,7 @@ from tests.support.cluster import REPO_ROOT, TestCluster, tool_path
 
 INVALID = sorted((REPO_ROOT / "tests/corpus/invalid").glob("*.yaml"))
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+VALID = sorted((REPO_ROOT / "tests/corpus/valid").glob("*.yaml"))
 
 
 def _kubectl(
@@ -27,12 +28,11 @@ def _kubectl(
     )
 
 
-@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
-def test_invalid_manifest_is_refused_naming_the_field(
-    cluster: TestCluster, crds: None, namespace: str, path: Path
-) -> None:
-    case = yaml.safe_load(path.read_text())
-    result = _kubectl(
+def _dry_run(
+    cluster: TestCluster, namespace: str, manifest: dict[str, object]
+) -> subprocess.CompletedProcess[str]:
+    """``kubectl create --dry-run=server`` of one manifest: the API server's whole validation."""
+    return _kubectl(
         cluster,
         namespace,
         "create",
@@ -40,8 +40,16 @@ def test_invalid_manifest_is_refused_naming_the_field(
         "--validate=strict",
         "-f",
         "-",
-        stdin=yaml.safe_dump(case["manifest"]),
+        stdin=yaml.safe_dump(manifest),
     )
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_invalid_manifest_is_refused_naming_the_field(
+    cluster: TestCluster, crds: None, namespace: str, path: Path
+) -> None:
+    case = yaml.safe_load(path.read_text())
+    result = _dry_run(cluster, namespace, case["manifest"])
     assert result.returncode != 0, f"{path.name} was accepted: {case['description']}"
     for expected in case["expectError"]:
         assert expected in result.stderr, f"{expected!r} not in {result.stderr!r}"
@@ -53,6 +61,15 @@ def test_example_is_accepted(cluster: TestCluster, crds: None, namespace: str, p
         cluster, namespace, "create", "--dry-run=server", "--validate=strict", "-f", str(path)
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
+def test_a_manifest_close_to_a_refused_one_is_accepted(
+    cluster: TestCluster, crds: None, namespace: str, path: Path
+) -> None:
+    case = yaml.safe_load(path.read_text())
+    result = _dry_run(cluster, namespace, case["manifest"])
+    assert result.returncode == 0, f"{path.name} ({case['description']}): {result.stderr}"
 
 
 def test_finetunejob_spec_is_immutable(cluster: TestCluster, crds: None, namespace: str) -> None:

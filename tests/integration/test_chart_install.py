@@ -209,6 +209,19 @@ def test_watch_namespaces_confines_the_operator(
                 assert can(operator, *rule, workload_namespace, rule_name(*rule)), rule
             for rule in granted(NAMESPACED_RULES):
                 assert not can(operator, *rule, elsewhere, rule_name(*rule)), rule
+            # Not only the review: a read with the operator's own credentials is refused.
+            core, operator_core = client.CoreV1Api(api), client.CoreV1Api(operator)
+            for place in (workload_namespace, elsewhere):
+                core.create_namespaced_secret(
+                    place, {"metadata": {"name": "hf-token"}, "stringData": {"token": "x"}}
+                )
+            assert operator_core.read_namespaced_secret("hf-token", workload_namespace).data
+            with pytest.raises(ApiException) as refused:
+                operator_core.read_namespaced_secret("hf-token", elsewhere)
+            assert refused.value.status == 403
+            with pytest.raises(ApiException) as refused:
+                operator_core.list_secret_for_all_namespaces()
+            assert refused.value.status == 403
         finally:
             release.uninstall()
 

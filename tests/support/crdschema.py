@@ -9,7 +9,9 @@ OpenAPI 3.0 dialect with boolean exclusive bounds), then the CEL rules of
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,49 @@ def _openapi_errors(schema: dict[str, Any], value: Any) -> Iterator[str]:
 
 _CEL = celpy.Environment()
 
+# Kubernetes quantities (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/).
+_QUANTITY = re.compile(
+    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
+)
+_SUFFIXES = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate("kMGTPE")},
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+}
+
+
+class _Quantity(celpy.celtypes.StringType):
+    """A quantity value of the API server's CEL quantity library."""
+
+    @property
+    def amount(self) -> Decimal:
+        number, suffix = _QUANTITY.fullmatch(str(self)).groups()  # type: ignore[union-attr]
+        if not suffix:
+            return Decimal(number)
+        if suffix in _SUFFIXES:
+            return Decimal(number) * _SUFFIXES[suffix]
+        return Decimal(number) * Decimal(10) ** int(suffix[1:])
+
+
+def _is_quantity(text: celpy.celtypes.StringType) -> celpy.celtypes.BoolType:
+    return celpy.celtypes.BoolType(_QUANTITY.fullmatch(str(text)) is not None)
+
+
+def _quantity(text: celpy.celtypes.StringType) -> _Quantity:
+    if not _is_quantity(text):
+        raise ValueError(f"not a quantity: {text}")
+    return _Quantity(text)
+
+
+_QUANTITY_FUNCTIONS = {
+    "isQuantity": _is_quantity,
+    "quantity": _quantity,
+    "isGreaterThan": lambda a, b: celpy.celtypes.BoolType(a.amount > b.amount),
+    "isLessThan": lambda a, b: celpy.celtypes.BoolType(a.amount < b.amount),
+}
+
 
 def _cel_errors(schema: dict[str, Any], value: Any, old: Any, path: str) -> Iterator[str]:
     for rule in schema.get("x-kubernetes-validations", []):
@@ -112,7 +157,8 @@ def _cel_errors(schema: dict[str, Any], value: Any, old: Any, path: str) -> Iter
         activation = {"self": celpy.json_to_cel(value)}
         if uses_old:
             activation["oldSelf"] = celpy.json_to_cel(old)
-        result = _CEL.program(_CEL.compile(rule["rule"])).evaluate(activation)
+        program = _CEL.program(_CEL.compile(rule["rule"]), functions=_QUANTITY_FUNCTIONS)
+        result = program.evaluate(activation)
         if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and result):
             field = path + rule.get("fieldPath", "")
             yield f"{field}: Invalid value: {rule.get('message', rule['rule'])}"

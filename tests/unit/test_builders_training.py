@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
 from typing import Any
 
 import pytest
@@ -72,7 +74,10 @@ def test_a_hub_dataset_is_fetched_by_an_init_container_before_training() -> None
     assert train_env["MODELFLEET_DATASET_REPO"] == "modelfleet-test/tiny-instructions"
     assert train_env["MODELFLEET_DATASET_FILE"] == "data/train.jsonl"
     assert "HF_TOKEN" not in train_env
-    assert {v["name"]: v for v in pod["volumes"]}["dataset"] == {"name": "dataset", "emptyDir": {}}
+    assert {v["name"]: v for v in pod["volumes"]}["dataset"] == {
+        "name": "dataset",
+        "emptyDir": {"sizeLimit": "20Gi"},
+    }
     assert restricted_violations(pod) == []
 
     rules = training_job(job)["spec"]["podFailurePolicy"]["rules"]
@@ -130,3 +135,36 @@ def test_a_dataset_file_outside_the_repository_is_refused(file: str) -> None:
     body["spec"]["dataset"]["huggingface"]["file"] = file
     with pytest.raises(ValueError, match="file"):
         FinetuneJob.model_validate(body)
+
+
+@pytest.mark.parametrize("file", ["*", "data/*.jsonl", "train?.jsonl", "data/[a-z]*.jsonl"])
+def test_a_dataset_file_with_glob_characters_is_refused(file: str) -> None:
+    body = yaml.safe_load((REPO_ROOT / "examples" / "finetunejob-hf-dataset.yaml").read_text())
+    body["spec"]["dataset"]["huggingface"]["file"] = file
+    with pytest.raises(ValueError, match="file"):
+        FinetuneJob.model_validate(body)
+
+
+@pytest.mark.parametrize(
+    ("file", "matches", "misses"),
+    [
+        ("*", "*", "config.json"),
+        ("data/[a-z]*.jsonl", "data/[a-z]*.jsonl", "data/ab.jsonl"),
+        ("train?.jsonl", "train?.jsonl", "train1.jsonl"),
+        ("data/train.jsonl", "data/train.jsonl", "data/train.jsonl.bak"),
+    ],
+)
+def test_the_dataset_file_is_fetched_by_its_literal_name(
+    file: str, matches: str, misses: str
+) -> None:
+    """Should the schema ever let a glob character through, the fetch still takes one file: the
+    hub client filters the listing with fnmatch, and every glob character is bracketed."""
+    job = load_finetune("finetunejob-hf-dataset")
+    assert job.spec.dataset.huggingface is not None
+    job.spec.dataset.huggingface.file = file  # as if the API server had stored it
+
+    [fetch] = training_job(job)["spec"]["template"]["spec"]["initContainers"]
+    [pattern] = json.loads(_env(fetch)["MODELFLEET_ALLOW_PATTERNS"])
+
+    assert fnmatch.fnmatchcase(matches, pattern)
+    assert not fnmatch.fnmatchcase(misses, pattern)

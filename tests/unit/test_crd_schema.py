@@ -16,6 +16,7 @@ pytestmark = pytest.mark.unit
 PLURALS = {"Model": "models", "FinetuneJob": "finetunejobs"}
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 INVALID = sorted((REPO_ROOT / "tests" / "corpus" / "invalid").glob("*.yaml"))
+VALID = sorted((REPO_ROOT / "tests" / "corpus" / "valid").glob("*.yaml"))
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
@@ -38,7 +39,8 @@ def test_every_example_is_accepted(path: Path) -> None:
 
 
 def test_the_corpus_is_large_enough() -> None:
-    assert len(INVALID) >= 15
+    assert len(INVALID) >= 90
+    assert len(VALID) >= 10
     assert len(EXAMPLES) >= 5
 
 
@@ -50,6 +52,14 @@ def test_invalid_manifest_is_refused_with_a_message_naming_the_field(path: Path)
     joined = "\n".join(errors)
     for expected in case["expectError"]:
         assert expected in joined, f"{path.name}: {expected!r} not in {joined!r}"
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
+def test_a_manifest_close_to_a_refused_one_is_accepted(path: Path) -> None:
+    case = yaml.safe_load(path.read_text())
+    assert validate(_crd_for(case["manifest"]), case["manifest"]) == [], case["description"]
+    api_type = Model if case["manifest"]["kind"] == "Model" else FinetuneJob
+    api_type.model_validate(case["manifest"])
 
 
 def test_defaults_are_applied_like_the_api_server() -> None:

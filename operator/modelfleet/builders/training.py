@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 from modelfleet.api.v1alpha1 import API_VERSION, FinetuneJob
@@ -63,6 +64,16 @@ def finetune_labels(job: FinetuneJob) -> dict[str, str]:
     }
 
 
+# The most a hub dataset may take on the node's disk: the pod is evicted, not the node filled.
+DATASET_SIZE_LIMIT = "20Gi"
+
+
+def literal_pattern(path: str) -> str:
+    """A glob pattern (fnmatch, as the hub client filters files) that matches ``path`` only:
+    every glob character in a bracket, so a file named "*" never fetches the repository."""
+    return re.sub(r"([*?\[])", r"[\1]", path)
+
+
 def _fetch_dataset_container(dataset: HuggingFaceDataset, image: str) -> dict[str, Any]:
     """The init container that downloads and verifies the dataset file into the dataset
     volume, as ``<repo>/<commit>/<file>`` with a manifest, before training starts."""
@@ -72,7 +83,7 @@ def _fetch_dataset_container(dataset: HuggingFaceDataset, image: str) -> dict[st
         env_var("MODELFLEET_REPO", dataset.repo),
         env_var("MODELFLEET_REVISION", dataset.revision),
         env_var("MODELFLEET_MODEL_ROOT", DATASET_MOUNT),
-        env_var("MODELFLEET_ALLOW_PATTERNS", json.dumps([dataset.file])),
+        env_var("MODELFLEET_ALLOW_PATTERNS", json.dumps([literal_pattern(dataset.file)])),
         # The volume is this pod's emptyDir: nothing outlives the pod to be made durable.
         env_var("MODELFLEET_FSYNC", "false"),
         *downloader_env(),
@@ -103,7 +114,7 @@ def _dataset(
         return volume, [env_var("MODELFLEET_DATASET_PATH", path)], []
     if dataset.huggingface is not None:
         hub = dataset.huggingface
-        volume = {"name": DATASET_VOLUME, "emptyDir": {}}
+        volume = {"name": DATASET_VOLUME, "emptyDir": {"sizeLimit": DATASET_SIZE_LIMIT}}
         env = [
             env_var("MODELFLEET_DATASET_PATH", DATASET_MOUNT),
             env_var("MODELFLEET_DATASET_REPO", hub.repo),

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 GROUP = "modelfleet.io"
 VERSION = "v1alpha1"
@@ -49,6 +50,25 @@ EXTENDED_RESOURCE_PATTERN = (
 # A hub endpoint: http(s), a host, then a path; no userinfo ("https://hub@evil.example"
 # reads as the host evil.example), no spaces.
 ENDPOINT_PATTERN = r"^https?://[^\s/@?#]+([/?#][^\s]*)?$"
+# The end of an endpoint's host: a port, a path, a query, a fragment or nothing.
+_HOST_END = r"\.?([:/?#]|$)"
+# A host made only of numeric labels (decimal, octal with a leading 0, or 0x hex)...
+_NUMERIC_HOST = rf"^https?://(0[xX][0-9a-fA-F]*|[0-9]+)(\.(0[xX][0-9a-fA-F]*|[0-9]+))*{_HOST_END}"
+# ...must be a canonical dotted quad: "2852039166" and "0251.0376.0251.0376" both reach
+# 169.254.169.254 through a resolver that reads them as numbers.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = rf"^https?://{_OCTET}(\.{_OCTET}){{3}}{_HOST_END}"
+# Link-local (cloud metadata services answer on 169.254.169.254 and fe80::), the
+# unspecified address and the metadata host names.
+_METADATA_HOST = (
+    r"(?i)^https?://(169\.254\.[0-9.]+|0\.0\.0\.0|\[[0:]+\]|\[[0:]*:ffff:(169\.254\.|a9fe:)[^\]]*\]"
+    rf"|\[fe[89ab][0-9a-f]:[^\]]*\]|metadata|metadata\.google\.internal){_HOST_END}"
+)
+# Hosts to which plain http may carry a token: this node and in-cluster Services.
+_PLAIN_HTTP_HOST = (
+    r"(?i)^http://(localhost|127\.[0-9.]+|\[::1\]|[-a-z0-9.]+\.svc(\.cluster\.local)?)"
+    rf"{_HOST_END}"
+)
 
 
 def _quantity_to_str(value: Any) -> Any:
@@ -71,6 +91,37 @@ Quantity = Annotated[
 """A Kubernetes quantity, given as a string ("20Gi") or a number."""
 
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=OBJECT_NAME_PATTERN)]
+
+Endpoint = Annotated[
+    str,
+    Field(
+        max_length=2048,
+        pattern=ENDPOINT_PATTERN,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"!self.matches(r'{_NUMERIC_HOST}') ||"
+                    f" self.matches(r'{_CANONICAL_IPV4}')",
+                    "message": "a numeric host must be a dotted quad of decimal octets",
+                },
+                {
+                    "rule": f"!self.matches(r'{_METADATA_HOST}')",
+                    "message": "link-local, unspecified and cloud metadata hosts are refused",
+                },
+            ]
+        },
+    ),
+]
+"""A hub's base URL: http(s), no userinfo, never a link-local or metadata host."""
+
+TOKEN_OVER_PLAIN_HTTP_RULE: JsonDict = {
+    "rule": f"!has(self.endpoint) || !has(self.tokenSecretRef) ||"
+    f" self.endpoint.startsWith('https://') || self.endpoint.matches(r'{_PLAIN_HTTP_HOST}')",
+    "message": "a token is sent only over https (plain http only to localhost or a"
+    " cluster Service, *.svc)",
+    "fieldPath": ".endpoint",
+}
+"""The CEL rule of a source with an endpoint and a token: no token in clear across a network."""
 
 
 class ApiModel(BaseModel):

@@ -10,12 +10,13 @@ from pydantic import ConfigDict, Field
 from modelfleet.api.v1alpha1.common import (
     CONDITIONS_LIST_SCHEMA,
     DATA_KEY_PATTERN,
-    ENDPOINT_PATTERN,
     REPO_ID_PATTERN,
     REVISION_PATTERN,
     SAFE_PATH_PATTERN,
+    TOKEN_OVER_PLAIN_HTTP_RULE,
     ApiModel,
     Condition,
+    Endpoint,
     ObjectMeta,
     ObjectName,
     ResourceRequirements,
@@ -30,6 +31,11 @@ class BaseModelRef(ApiModel):
 
     name: ObjectName
     """Name of the Model."""
+
+
+# A file in a repository: relative, no "." or ".." segment, no glob character (the file is
+# fetched by name: "*" would fetch the whole repository).
+DATASET_FILE_PATTERN = r"^[^/*?\[\]]([^.*?\[\]]|\.[^./*?\[\]])*$"
 
 
 class PvcDataset(ApiModel):
@@ -53,13 +59,17 @@ class ConfigMapDataset(ApiModel):
 class HuggingFaceDataset(ApiModel):
     """A dataset file in a Hugging Face dataset repository."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [TOKEN_OVER_PLAIN_HTTP_RULE]}
+    )
+
     repo: str = Field(pattern=REPO_ID_PATTERN, max_length=193)
     """Dataset repository id."""
     revision: str = Field(default="main", pattern=REVISION_PATTERN, max_length=255)
     """Branch, tag or commit."""
-    file: str = Field(min_length=1, max_length=1024, pattern=r"^[^/]([^.]|\.[^./])*$")
-    """Path of the JSON or JSONL file in the repository."""
-    endpoint: str | None = Field(default=None, pattern=ENDPOINT_PATTERN, max_length=2048)
+    file: str = Field(min_length=1, max_length=1024, pattern=DATASET_FILE_PATTERN)
+    """Path of the JSON or JSONL file in the repository (one file: no glob characters)."""
+    endpoint: Endpoint | None = None
     """Hub endpoint, e.g. a mirror (the HF_ENDPOINT of huggingface_hub). Default: the public hub."""
     token_secret_ref: SecretKeyRef | None = None
     """Secret holding an access token for gated or private dataset repositories."""

@@ -10,14 +10,15 @@ from pydantic.config import JsonDict
 
 from modelfleet.api.v1alpha1.common import (
     CONDITIONS_LIST_SCHEMA,
-    ENDPOINT_PATTERN,
     EXTENDED_RESOURCE_PATTERN,
     REPO_ID_PATTERN,
     REVISION_PATTERN,
     SAFE_PATH_PATTERN,
     STORAGE_CLASS_PATTERN,
+    TOKEN_OVER_PLAIN_HTTP_RULE,
     ApiModel,
     Condition,
+    Endpoint,
     EnvVar,
     ObjectMeta,
     ObjectName,
@@ -44,8 +45,17 @@ def name_rule(names: str) -> JsonDict:
     }
 
 
+# The largest weights claim the schema accepts: far above any model, far below the quantities
+# (exabytes) that overflow a volume provider's arithmetic.
+MAX_CLAIM_SIZE = "1Pi"
+
+
 class HuggingFaceSource(ApiModel):
     """Weights from a Hugging Face Hub repository or a mirror of one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [TOKEN_OVER_PLAIN_HTTP_RULE]}
+    )
 
     repo: str = Field(pattern=REPO_ID_PATTERN, max_length=193)
     """Repository id, e.g. "Qwen/Qwen2.5-0.5B-Instruct"."""
@@ -55,7 +65,7 @@ class HuggingFaceSource(ApiModel):
     """Glob patterns of files to download; all files when empty."""
     ignore_patterns: list[str] | None = Field(default=None, max_length=64)
     """Glob patterns of files to skip."""
-    endpoint: str | None = Field(default=None, pattern=ENDPOINT_PATTERN, max_length=2048)
+    endpoint: Endpoint | None = None
     """Hub endpoint, e.g. a mirror (the HF_ENDPOINT of huggingface_hub). Default: the public hub."""
     token_secret_ref: SecretKeyRef | None = None
     """Secret holding an access token for gated or private repositories."""
@@ -127,7 +137,14 @@ class Storage(ApiModel):
                     "rule": "!has(self.existingClaim) || (!has(self.size) &&"
                     " !has(self.storageClassName))",
                     "message": "existingClaim cannot be combined with size or storageClassName",
-                }
+                },
+                {
+                    "rule": "!has(self.size) || (isQuantity(string(self.size)) &&"
+                    " quantity(string(self.size)).isGreaterThan(quantity('0')) &&"
+                    f" quantity(string(self.size)).isLessThan(quantity('{MAX_CLAIM_SIZE}')))",
+                    "message": f"size must be above 0 and below {MAX_CLAIM_SIZE}",
+                    "fieldPath": ".size",
+                },
             ]
         }
     )
