@@ -14,6 +14,7 @@ from modelfleet.api.v1alpha1.common import SecretKeyRef
 from modelfleet.builders.common import Manifest
 from modelfleet.builders.training import build_training_job
 from modelfleet.conditions import Reason
+from modelfleet.contracts.results import TrainingResult
 from modelfleet.handlers.jobs import job_outcome
 from tests.support.cluster import REPO_ROOT
 from tests.unit.test_builders import NAMESPACE, SETTINGS, UID
@@ -122,7 +123,7 @@ def test_a_failed_fetch_gives_the_job_its_typed_reason() -> None:
         },
     }
 
-    outcome = job_outcome(failed_job, [pod])
+    outcome = job_outcome(failed_job, [pod], TrainingResult)
 
     assert outcome.state == "Failed"
     assert outcome.reason is Reason.REPO_NOT_FOUND

@@ -133,8 +133,15 @@ def test_step_plan_schedule_and_lr_format() -> None:
 
 
 def test_result_line_and_exit_codes() -> None:
-    ok = TrainerResult("Succeeded", Reason.SUCCEEDED, "done", "/out", 1.23456789, 30)
-    assert json.loads(ok.to_json()) == {
+    ok = TrainerResult(
+        result="Succeeded",
+        reason=Reason.SUCCEEDED,
+        message="done",
+        output_path="/out",
+        final_loss=1.23456789,
+        steps=30,
+    )
+    assert json.loads(ok.line()) == {
         "result": "Succeeded",
         "reason": "Succeeded",
         "message": "done",
@@ -143,11 +150,14 @@ def test_result_line_and_exit_codes() -> None:
         "steps": 30,
     }
     assert ok.exit_code == 0
-    assert TrainerResult("Failed", Reason.DATASET_INVALID, "x").exit_code == 2
-    assert TrainerResult("Failed", Reason.INVALID_SPEC, "x").exit_code == 2
-    assert TrainerResult("Failed", Reason.OUT_OF_MEMORY, "x").exit_code == 1
-    long = TrainerResult("Failed", Reason.INCOMPLETE, "x" * 5000).to_json()
-    assert len(long) < 1200
+
+    def failed(reason: Reason, message: str = "x") -> TrainerResult:
+        return TrainerResult(result="Failed", reason=reason, message=message)
+
+    assert failed(Reason.DATASET_INVALID).exit_code == 2
+    assert failed(Reason.INVALID_SPEC).exit_code == 2
+    assert failed(Reason.OUT_OF_MEMORY).exit_code == 1
+    assert len(failed(Reason.INCOMPLETE, "x" * 5000).line()) < 1200
 
 
 def _trainer(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -21,7 +21,7 @@ from modelfleet.builders.naming import (
     weights_claim_name,
 )
 from modelfleet.conditions import Reason
-from modelfleet.handlers.jobs import job_outcome
+from modelfleet.handlers.jobs import download_outcome
 from modelfleet.handlers.model import Observed, current_job_name, decide
 from modelfleet.settings import OperatorSettings
 
@@ -102,20 +102,22 @@ def _succeeded(revision: str) -> dict[str, Any]:
 def test_a_result_with_a_hostile_revision_is_a_failed_job(revision: str) -> None:
     job, pods = _finished_job("tiny-dl-00000000", _succeeded(revision))
 
-    outcome = job_outcome(job, pods)
+    outcome = download_outcome(job, pods)
 
     assert outcome.state == "Failed"
     assert outcome.reason is Reason.VERIFICATION_FAILED
-    assert "resolvedRevision" not in outcome.result
+    assert outcome.result is not None
+    assert outcome.result.resolved_revision is None
 
 
 def test_a_result_with_a_commit_id_succeeds() -> None:
     job, pods = _finished_job("tiny-dl-00000000", _succeeded(SHA))
 
-    outcome = job_outcome(job, pods)
+    outcome = download_outcome(job, pods)
 
     assert outcome.state == "Succeeded"
-    assert outcome.result["resolvedRevision"] == SHA
+    assert outcome.result is not None
+    assert outcome.result.resolved_revision == SHA
 
 
 def _model() -> Model:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import os
 import signal
@@ -36,6 +35,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from modelfleet.conditions import Reason
+from modelfleet.contracts.results import DownloadResult
 from modelfleet.dev.engines import (
     BACKOFF_INITIAL_SECONDS,
     ServingPodRun,
@@ -412,17 +413,13 @@ class PodRunner:
         revision = simulated_revision(
             env.get("MODELFLEET_REPO", ""), env.get("MODELFLEET_REVISION", "")
         )
-        result = {
-            "result": "Succeeded",
-            "reason": "Downloaded",
-            "message": "simulated download: no bytes",
-            "resolvedRevision": revision,
-            "modelPath": None,
-            "bytesTotal": 0,
-            "bytesTransferred": 0,
-            "files": 0,
-        }
-        return _terminated(container, 0, json.dumps(result, separators=(",", ":")) + "\n", started)
+        result = DownloadResult(
+            result="Succeeded",
+            reason=Reason.DOWNLOADED,
+            message="simulated download: no bytes",
+            resolved_revision=revision,
+        )
+        return _terminated(container, 0, result.line() + "\n", started)
 
     # -- status ----------------------------------------------------------------------------
     def _patch_status(

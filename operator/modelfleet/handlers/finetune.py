@@ -19,6 +19,7 @@ from modelfleet.builders.training import (
     training_job_name,
 )
 from modelfleet.conditions import ConditionType, Reason, find_condition, set_condition
+from modelfleet.contracts.results import TrainingResult
 from modelfleet.handlers.identity import JOB_IDENTITIES
 from modelfleet.handlers.jobs import job_outcome
 from modelfleet.handlers.kube import CONFIG_MAP, FINETUNE_JOB, JOB, MODEL, POD, PVC, Kube, Manifest
@@ -202,7 +203,7 @@ def reconcile_finetune(
                 state("Running", Reason.PENDING, "training Job created")
         else:
             pods = kube.list(POD, namespace, f"job-name={training_job_name(job)}")
-            outcome = job_outcome(training, pods)
+            outcome = job_outcome(training, pods, TrainingResult)
             if outcome.state == "Running":
                 state("Running", Reason.TRAINING, "training")
             elif outcome.state == "Failed":
@@ -213,10 +214,11 @@ def reconcile_finetune(
                     FINETUNE_RUNS.labels("failed").inc()
             else:
                 status["outputPath"] = f"{settings.model_root}/finetunes/{namespace}/{name}"
-                if outcome.result.get("datasetRevision"):
-                    status["datasetRevision"] = outcome.result["datasetRevision"]
+                result = outcome.result or TrainingResult(result="Succeeded", reason="Succeeded")
+                if result.dataset_revision:
+                    status["datasetRevision"] = result.dataset_revision
                 status["completionTime"] = previous.get("completionTime") or now
-                message = f"trained; final loss {outcome.result.get('finalLoss')}"
+                message = f"trained; final loss {result.final_loss}"
                 if job.spec.promote is not None and base is not None:
                     message += "; " + promote(kube, job, base)
                 state("Succeeded", Reason.SUCCEEDED, message)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal
 
 from modelfleet.builders.naming import is_commit_id
 from modelfleet.conditions import Reason
+from modelfleet.contracts.results import DownloadResult, Result, ResultLine, read_result
 
 Manifest = dict[str, Any]
 
@@ -18,11 +18,11 @@ _JOB_REASONS = {
 
 
 @dataclass(frozen=True)
-class JobOutcome:
+class JobOutcome(Generic[Result]):
     """What a download, verify or training Job came to."""
 
     state: Literal["Running", "Succeeded", "Failed"]
-    result: dict[str, Any]
+    result: Result | None
     """The program's one-line JSON result (from the termination message), when it wrote one."""
     reason: Reason | None = None
     message: str = ""
@@ -35,7 +35,7 @@ def _finished_condition(job: Manifest) -> dict[str, Any] | None:
     return None
 
 
-def _termination_result(pod: Manifest) -> dict[str, Any]:
+def _termination_result(pod: Manifest, kind: type[Result]) -> Result | None:
     # The main container's result first; a failed init container (a dataset that could not be
     # fetched) leaves only its own.
     pod_status = pod.get("status", {})
@@ -45,14 +45,10 @@ def _termination_result(pod: Manifest) -> dict[str, Any]:
     ]
     for status in statuses:
         message = status.get("state", {}).get("terminated", {}).get("message", "")
-        for line in reversed(message.strip().splitlines()):
-            try:
-                parsed = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(parsed, dict) and "result" in parsed:
-                return parsed
-    return {}
+        result = read_result(message, kind)
+        if result is not None:
+            return result
+    return None
 
 
 def _newest(pods: list[Manifest], phase: str) -> Manifest | None:
@@ -61,13 +57,13 @@ def _newest(pods: list[Manifest], phase: str) -> Manifest | None:
     return matching[-1] if matching else None
 
 
-def _invalid_revision(result: dict[str, Any]) -> str | None:
+def _invalid_revision(result: ResultLine | None) -> str | None:
     """Why the result's ``resolvedRevision`` cannot be used, if it is there and not a commit id.
 
     The revision becomes a path on the weights volume: a hub that answers ``../other/model``
     or ``/abs/path`` must not choose which directory is served.
     """
-    revision = result.get("resolvedRevision")
+    revision = getattr(result, "resolved_revision", None)
     if revision is None or is_commit_id(revision):
         return None
     return (
@@ -76,27 +72,32 @@ def _invalid_revision(result: dict[str, Any]) -> str | None:
     )
 
 
-def job_outcome(job: Manifest, pods: list[Manifest]) -> JobOutcome:
-    """The outcome of ``job`` given its pods (those labelled ``job-name=<name>``).
+def job_outcome(job: Manifest, pods: list[Manifest], kind: type[Result]) -> JobOutcome[Result]:
+    """The outcome of ``job`` given its pods (those labelled ``job-name=<name>``), whose
+    program reports a result line of ``kind``.
 
     A result whose ``resolvedRevision`` is not a commit id is a failure (VerificationFailed),
     and the value is dropped from the result, so it never reaches a path.
     """
     finished = _finished_condition(job)
     if finished is None:
-        return JobOutcome("Running", {})
+        return JobOutcome("Running", None)
     pod = _newest(pods, "Succeeded" if finished["type"] == "Complete" else "Failed")
-    result = _termination_result(pod) if pod else {}
+    result = _termination_result(pod, kind) if pod else None
     invalid = _invalid_revision(result)
-    if invalid is not None:
-        result = {key: value for key, value in result.items() if key != "resolvedRevision"}
+    if invalid is not None and result is not None:
+        result = result.model_copy(update={"resolved_revision": None})
         return JobOutcome("Failed", result, Reason.VERIFICATION_FAILED, invalid)
     if finished["type"] == "Complete":
         return JobOutcome("Succeeded", result)
-    reason_text = result.get("reason") or ""
     try:
-        reason = Reason(reason_text)
+        reason = Reason(result.reason if result else "")
     except ValueError:
         reason = _JOB_REASONS.get(finished.get("reason", ""), Reason.BACKOFF_LIMIT_EXCEEDED)
-    message = result.get("message") or finished.get("message") or "the Job failed"
+    message = (result.message if result else "") or finished.get("message") or "the Job failed"
     return JobOutcome("Failed", result, reason, str(message))
+
+
+def download_outcome(job: Manifest, pods: list[Manifest]) -> JobOutcome[DownloadResult]:
+    """The outcome of a download or verify Job."""
+    return job_outcome(job, pods, DownloadResult)

@@ -58,7 +58,7 @@ from modelfleet.conditions import (
     set_condition,
 )
 from modelfleet.handlers.identity import JOB_IDENTITIES
-from modelfleet.handlers.jobs import JobOutcome, job_outcome
+from modelfleet.handlers.jobs import download_outcome
 from modelfleet.handlers.kube import (
     DEPLOYMENT,
     FINETUNE_JOB,
@@ -632,7 +632,7 @@ def _weights_state(
         plan.create.append(job)
         # What the Job will show while its pod starts, so that its start is no status change.
         return WeightsState(False, (Reason.PENDING, f"Job {job['metadata']['name']}: Pending"))
-    outcome: JobOutcome = job_outcome(observed.job, observed.job_pods)
+    outcome = download_outcome(observed.job, observed.job_pods)
     job_name = observed.job["metadata"]["name"]
     if outcome.state == "Running":
         phase = download_status.get("phase") or "Pending"
@@ -645,7 +645,7 @@ def _weights_state(
         if download_status.get("phase") != "Failed":
             download_status |= {"phase": "Failed", "lastError": f"{stalled[0]}: {stalled[1]}"}
         return WeightsState(False, stalled, stalled=stalled, download_status=download_status)
-    revision = str(outcome.result.get("resolvedRevision") or "")
+    revision = (outcome.result.resolved_revision if outcome.result else None) or ""
     hub = hub_source(model)
     if model.spec.source.pvc is not None:
         path = pvc_model_path(settings, model)

@@ -237,7 +237,13 @@ def run(settings: TrainerSettings, progress: TrainingProgress) -> TrainerResult:
 def _failure(reason: Reason, message: str, progress: TrainingProgress) -> TrainerResult:
     LOG.error("failed: %s: %s", reason, message)
     snapshot = progress.snapshot()
-    return TrainerResult("Failed", reason, message, final_loss=snapshot.loss, steps=snapshot.step)
+    return TrainerResult(
+        result="Failed",
+        reason=reason,
+        message=message,
+        final_loss=snapshot.loss,
+        steps=snapshot.step,
+    )
 
 
 def run_reporting(settings: TrainerSettings, progress: TrainingProgress) -> TrainerResult:
@@ -287,7 +293,9 @@ def main() -> int:
             )
         else:
             details = str(error)
-        result = TrainerResult("Failed", Reason.INVALID_SPEC, f"invalid settings: {details}")
+        result = TrainerResult(
+            result="Failed", reason=Reason.INVALID_SPEC, message=f"invalid settings: {details}"
+        )
         write_result(result, _env_termination_log())
         return result.exit_code
     with ExitStack() as stack:
