@@ -13,7 +13,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from modelfleet.handlers.kube import SECRET, Kube
+from modelfleet.kube.client import SECRET, Kube
 from tests.support.chart import (
     CHART,
     CLUSTER_SCOPED_RULES,

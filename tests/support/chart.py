@@ -28,7 +28,7 @@ def _rules(*entries: tuple[str, Iterable[str], Iterable[str]]) -> Rules:
     }
 
 
-# Exactly what the operator uses in a namespace it manages (handlers/kube.py, kopf). Server-side
+# Exactly what the operator uses in a namespace it manages (kube/client.py, kopf). Server-side
 # apply of a missing object is authorized as `create` as well as `patch`, so each kind the
 # operator applies (Deployments, Services, ServiceAccounts, Roles, RoleBindings) needs both.
 NAMESPACED_RULES: Rules = _rules(

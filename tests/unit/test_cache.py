@@ -8,8 +8,8 @@ import kopf
 import pytest
 
 from modelfleet.handlers import operator as operator_module
-from modelfleet.handlers.cache import CachedKube, ObjectCache, parse_selector
-from modelfleet.handlers.kube import JOB, POD, STORAGE_CLASS, Kube
+from modelfleet.kube.cache import CachedKube, ObjectCache, parse_selector
+from modelfleet.kube.client import JOB, POD, STORAGE_CLASS, Kube
 
 pytestmark = pytest.mark.unit
 

@@ -9,8 +9,8 @@ import pytest
 
 from modelfleet.api.v1alpha1 import Model
 from modelfleet.conditions import STALLED_REASONS, Reason, find_condition
-from modelfleet.handlers.kube import PVC, SERVICE, STORAGE_CLASS
 from modelfleet.handlers.model import Observed, decide, is_ours, observe
+from modelfleet.kube.client import PVC, SERVICE, STORAGE_CLASS
 from modelfleet.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit

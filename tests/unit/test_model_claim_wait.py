@@ -16,12 +16,12 @@ import pytest
 from modelfleet.api.v1alpha1 import Model
 from modelfleet.builders.naming import weights_claim_name
 from modelfleet.conditions import Reason
-from modelfleet.handlers.kube import STORAGE_CLASS, Resource
 from modelfleet.handlers.model import (
     Observed,
     claim_waits_for_volume,
     decide,
 )
+from modelfleet.kube.client import STORAGE_CLASS, Resource
 from modelfleet.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit

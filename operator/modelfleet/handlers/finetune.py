@@ -20,10 +20,10 @@ from modelfleet.builders.training import (
 )
 from modelfleet.conditions import ConditionType, Reason, find_condition, set_condition
 from modelfleet.contracts.results import TrainingResult
-from modelfleet.handlers.identity import JOB_IDENTITIES
 from modelfleet.handlers.jobs import job_outcome
-from modelfleet.handlers.kube import CONFIG_MAP, FINETUNE_JOB, JOB, MODEL, POD, PVC, Kube, Manifest
 from modelfleet.handlers.model import base_claim_name, now_text, secret_problem, status_changed
+from modelfleet.kube.client import CONFIG_MAP, FINETUNE_JOB, JOB, MODEL, POD, PVC, Kube, Manifest
+from modelfleet.kube.identity import JOB_IDENTITIES
 from modelfleet.metrics import FINETUNE_RUNS
 from modelfleet.settings import OperatorSettings
 

@@ -57,9 +57,8 @@ from modelfleet.conditions import (
     find_condition,
     set_condition,
 )
-from modelfleet.handlers.identity import JOB_IDENTITIES
 from modelfleet.handlers.jobs import download_outcome
-from modelfleet.handlers.kube import (
+from modelfleet.kube.client import (
     DEPLOYMENT,
     FINETUNE_JOB,
     JOB,
@@ -75,6 +74,7 @@ from modelfleet.handlers.kube import (
     namespace_terminating,
     resource_of,
 )
+from modelfleet.kube.identity import JOB_IDENTITIES
 from modelfleet.metrics import (
     DOWNLOAD_BYTES,
     DOWNLOAD_DURATION,

@@ -29,10 +29,9 @@ from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.builders.common import MANAGED_BY, MODEL_LABEL
 from modelfleet.builders.training import FINETUNE_LABEL
 from modelfleet.handlers import model as model_reconciler
-from modelfleet.handlers.cache import CACHED, CachedKube, ObjectCache, slim
-from modelfleet.handlers.events import EventRecorder
 from modelfleet.handlers.finetune import reconcile_finetune
-from modelfleet.handlers.kube import (
+from modelfleet.kube.cache import CACHED, CachedKube, ObjectCache, slim
+from modelfleet.kube.client import (
     FINETUNE_JOB,
     MODEL,
     PVC,
@@ -41,6 +40,7 @@ from modelfleet.handlers.kube import (
     describe_error,
     namespace_terminating,
 )
+from modelfleet.kube.events import EventRecorder
 from modelfleet.kubeconfig import load_kube_credentials
 from modelfleet.metrics import MODEL_CONDITIONS, RECONCILE_DURATION, RECONCILES
 from modelfleet.settings import OperatorSettings, get_settings

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from modelfleet.handlers.kube import (
+from modelfleet.kube.client import (
     DEPLOYMENT,
     FINETUNE_JOB,
     JOB,

@@ -6,7 +6,7 @@ import threading
 from collections import defaultdict
 
 from modelfleet.builders.rbac import build_job_identity
-from modelfleet.handlers.kube import ROLE, ROLE_BINDING, SERVICE_ACCOUNT, Kube
+from modelfleet.kube.client import ROLE, ROLE_BINDING, SERVICE_ACCOUNT, Kube
 from modelfleet.settings import OperatorSettings
 
 

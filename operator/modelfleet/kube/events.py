@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from modelfleet.handlers.kube import EVENT, Kube
+from modelfleet.kube.client import EVENT, Kube
 
 LOG = logging.getLogger(__name__)
 
