@@ -8,8 +8,8 @@
 #   hack/build-tools.sh --print                 print the bin directory of each tool
 #
 # Tools: kubernetes (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl), etcd,
-# kwok (kwok, kwokctl), helm, promtool, kstatus (hack/kstatus). `cluster` is what the local
-# cluster runs (the demo needs nothing else); `all` adds what the tests use.
+# kwok (kwok, kwokctl), helm, promtool, kstatus (hack/kstatus), kube-score. `cluster` is what
+# the local cluster runs (the demo needs nothing else); `all` adds what the tests use.
 #
 # Every tool is built the same way: a wrapper module in $MODELFLEET_CACHE/src that requires the
 # tool's module at its pinned version (modules whose go.mod replaces packages with local paths,
@@ -30,7 +30,7 @@ HEARTBEAT_SECONDS=${HEARTBEAT_SECONDS:-60}
 
 log() { printf '[build-tools] %s\n' "$*" >&2; }
 
-usage() { sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 # --- the tools --------------------------------------------------------------------------------
 # tool_version NAME, tool_bin NAME, tool_outputs NAME (binary names), tool_module NAME,
@@ -39,12 +39,14 @@ tool_version() {
   case $1 in
     kubernetes) echo "$K8S_VERSION" ;; etcd) echo "$ETCD_VERSION" ;; kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;; promtool) echo "$PROMTOOL_VERSION" ;; kstatus) echo "$KSTATUS_VERSION" ;;
+    kube-score) echo "$KUBE_SCORE_VERSION" ;;
   esac
 }
 tool_bin() {
   case $1 in
     kubernetes) echo "$K8S_BIN" ;; etcd) echo "$ETCD_BIN" ;; kwok) echo "$KWOK_BIN" ;;
     helm) echo "$HELM_BIN" ;; promtool) echo "$PROMTOOL_BIN" ;; kstatus) echo "$KSTATUS_BIN" ;;
+    kube-score) echo "$KUBE_SCORE_BIN" ;;
   esac
 }
 tool_module() {
@@ -52,6 +54,7 @@ tool_module() {
     kubernetes) echo k8s.io/kubernetes ;; etcd) echo go.etcd.io/etcd/server/v3 ;;
     kwok) echo sigs.k8s.io/kwok ;; helm) echo helm.sh/helm/v3 ;;
     promtool) echo github.com/prometheus/prometheus ;; kstatus) echo sigs.k8s.io/cli-utils ;;
+    kube-score) echo github.com/zegl/kube-score ;;
   esac
 }
 tool_packages() {
@@ -67,13 +70,14 @@ tool_packages() {
     helm) echo helm.sh/helm/v3/cmd/helm ;;
     promtool) echo github.com/prometheus/prometheus/cmd/promtool ;;
     kstatus) echo . ;;
+    kube-score) echo github.com/zegl/kube-score/cmd/kube-score ;;
   esac
 }
 tool_outputs() {
   case $1 in
     kubernetes) echo kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
     etcd) echo etcd ;; kwok) echo kwok kwokctl ;; helm) echo helm ;; promtool) echo promtool ;;
-    kstatus) echo kstatus ;;
+    kstatus) echo kstatus ;; kube-score) echo kube-score ;;
   esac
 }
 # The directory the tool builds in: a generated wrapper module, or hack/kstatus (committed).
@@ -130,6 +134,7 @@ go_build() {
   dir=$(tool_dir "$name")
   out=$(tool_bin "$name")
   [[ $name == kubernetes ]] && ldflags+=$(kubernetes_ldflags)
+  [[ $name == kube-score ]] && ldflags+=" -X main.version=${KUBE_SCORE_VERSION#v}"
   [[ $name == kstatus ]] && mod=-mod=readonly
   local packages
   mapfile -t packages < <(tool_packages "$name")
@@ -175,20 +180,21 @@ is_cached() {
 
 # --- arguments ---------------------------------------------------------------------------------
 CLUSTER_TOOLS=(kubernetes etcd kwok)
-ALL_TOOLS=(kubernetes etcd kwok helm promtool kstatus)
+ALL_TOOLS=(kubernetes etcd kwok helm promtool kstatus kube-score)
 check=0
 tools=()
 while (($#)); do
   case $1 in
     --check) check=1 ;;
     --print)
-      printf '%s\n' "$K8S_BIN" "$ETCD_BIN" "$KWOK_BIN" "$HELM_BIN" "$PROMTOOL_BIN" "$KSTATUS_BIN"
+      printf '%s\n' "$K8S_BIN" "$ETCD_BIN" "$KWOK_BIN" "$HELM_BIN" "$PROMTOOL_BIN" "$KSTATUS_BIN" \
+        "$KUBE_SCORE_BIN"
       exit 0
       ;;
     -h | --help) usage; exit 0 ;;
     cluster) tools+=("${CLUSTER_TOOLS[@]}") ;;
     all) tools+=("${ALL_TOOLS[@]}") ;;
-    kubernetes | etcd | kwok | helm | promtool | kstatus) tools+=("$1") ;;
+    kubernetes | etcd | kwok | helm | promtool | kstatus | kube-score) tools+=("$1") ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
   shift

@@ -270,15 +270,28 @@ def test_gpus_are_limited_and_requested_beside_the_users_resources() -> None:
     )
     resources = _container(deployment_for(model), "vllm")["resources"]
     assert resources == {
-        "limits": {"memory": "64Gi", "amd.com/gpu": "4"},
-        "requests": {"cpu": "8", "amd.com/gpu": "4"},
+        "limits": {"memory": "64Gi", "amd.com/gpu": "4", "ephemeral-storage": "21Gi"},
+        "requests": {"cpu": "8", "amd.com/gpu": "4", "ephemeral-storage": "2Gi"},
     }
+
+
+def test_the_users_ephemeral_storage_is_kept_as_written() -> None:
+    model = load_example(
+        "model-gated",
+        serving={"resources": {"limits": {"ephemeral-storage": "50Gi"}}},
+        download={"resources": {"requests": {"ephemeral-storage": "3Gi"}}},
+    )
+    vllm = _container(deployment_for(model), "vllm")["resources"]
+    assert vllm["limits"]["ephemeral-storage"] == "50Gi"
+    assert "ephemeral-storage" not in vllm.get("requests", {})
+    download = _container(download_job_for(model), "download")["resources"]
+    assert download == {"requests": {"ephemeral-storage": "3Gi"}}
 
 
 def test_a_cpu_only_model_requests_no_gpu() -> None:
     model = load_example("model-tiny", serving={"gpu": {"count": 0}})
     vllm = _container(deployment_for(model), "vllm")
-    assert "resources" not in vllm
+    assert not [name for bucket in vllm["resources"].values() for name in bucket if "gpu" in name]
     assert vllm["args"][vllm["args"].index("--tensor-parallel-size") + 1] == "1"
 
 

@@ -23,6 +23,7 @@ from tests.support.chart import (
     rules_of,
     values_args,
 )
+from tests.unit.test_builders import deployment_for, download_job_for, load_example
 
 pytestmark = pytest.mark.unit
 
@@ -42,6 +43,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "extraEnv": [{"name": "MODELFLEET_REQUEST_TIMEOUT_SECONDS", "value": "10"}],
     },
     "no-rbac-aggregation": {"rbac": {"aggregateToDefaultRoles": False}},
+    "network-policy": {
+        "networkPolicy": {
+            "enabled": True,
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+            "apiServer": [{"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [{"port": 443}]}],
+        }
+    },
     "observability": {
         "dashboards": {
             "enabled": True,
@@ -251,6 +259,65 @@ def test_several_replicas_turn_peering_on(rendered: dict[str, Any]) -> None:
     assert peering["metadata"]["name"] == DEFAULTS["peering"]["name"]
     role = rules_of(operator_cluster_role(objects)["rules"])
     assert role == NAMESPACED_RULES | CLUSTER_SCOPED_RULES | CLUSTER_PEERING_RULES
+
+
+def test_several_replicas_spread_over_nodes_and_drain_one_at_a_time(
+    rendered: dict[str, Any],
+) -> None:
+    objects = rendered["ha"]
+    pod = one(objects, "Deployment")["spec"]["template"]
+    (term,) = pod["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    selector = term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    budget = one(objects, "PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert budget["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    # One replica: nothing to spread, and a budget would protect nothing.
+    assert "affinity" not in one(rendered["defaults"], "Deployment")["spec"]["template"]["spec"]
+    assert not by_kind(rendered["defaults"], "PodDisruptionBudget")
+
+
+def test_the_users_affinity_replaces_the_default_spread(tmp_path: Path) -> None:
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "pool", "operator": "In", "values": ["system"]}
+        ]}]
+    }}}  # fmt: skip
+    objects = render_chart({"replicaCount": 2, "affinity": affinity}, tmp_path)
+    assert one(objects, "Deployment")["spec"]["template"]["spec"]["affinity"] == affinity
+
+
+def test_the_network_policy_admits_only_metrics_and_probes(rendered: dict[str, Any]) -> None:
+    assert not by_kind(rendered["defaults"], "NetworkPolicy")
+    objects = rendered["network-policy"]
+    policy = one(objects, "NetworkPolicy")["spec"]
+    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    metrics, health = policy["ingress"]
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]
+    assert health == {"ports": [{"port": "health", "protocol": "TCP"}]}
+    api_server, serving = policy["egress"]
+    assert api_server["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+    # The smoke test dials the serving pods the builders describe, in any namespace.
+    (peer,) = serving["to"]
+    assert peer["namespaceSelector"] == {}
+    selector = peer["podSelector"]["matchLabels"].items()
+    model = load_example("model-tiny")
+    assert selector <= deployment_for(model)["spec"]["template"]["metadata"]["labels"].items()
+    assert not selector <= download_job_for(model)["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_without_the_api_servers_address_egress_stays_open(tmp_path: Path) -> None:
+    objects = render_chart({"networkPolicy": {"enabled": True}}, tmp_path)
+    policy = one(objects, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert "egress" not in policy
+    assert "from" not in policy["ingress"][0]  # metrics from anywhere
 
 
 def test_namespaced_peering_uses_kopfpeerings_in_each_namespace(rendered: dict[str, Any]) -> None:

@@ -33,6 +33,11 @@ WEIGHTS_VOLUME = "weights"
 TMP_VOLUME = "tmp"
 TMP_PATH = "/tmp"
 
+EPHEMERAL_STORAGE = "ephemeral-storage"
+# What a container writes on the node's disk outside the emptyDirs: its logs (the kubelet keeps
+# five files of 10Mi by default); the roots are read-only, except vLLM's (serving.py).
+LOG_HEADROOM_GIB = 1
+
 
 def model_name(model: Model) -> str:
     """The Model's name; refuses a Model without one."""
@@ -144,6 +149,38 @@ def container_security_context(*, read_only_root: bool) -> dict[str, Any]:
         "runAsUser": RUN_AS_ID,
         "runAsGroup": RUN_AS_ID,
     }
+
+
+def scratch_gib(volumes: list[dict[str, Any]]) -> int:
+    """GiB the pod's disk-backed emptyDirs may hold: the sum of their ``sizeLimit`` (in Gi).
+    Memory-backed ones count against memory instead."""
+    total = 0
+    for volume in volumes:
+        empty_dir = volume.get("emptyDir")
+        if empty_dir is None or empty_dir.get("medium") == "Memory":
+            continue
+        size = str(empty_dir.get("sizeLimit", ""))
+        if not (size.endswith("Gi") and size[:-2].isdigit()):
+            raise ValueError(f"emptyDir {volume['name']!r} needs a sizeLimit in Gi, not {size!r}")
+        total += int(size[:-2])
+    return total
+
+
+def with_ephemeral_storage(
+    resources: dict[str, Any], *, request: str, limit: str
+) -> dict[str, Any]:
+    """``resources`` plus an ephemeral-storage request and limit, unless the user set either.
+
+    The pod's emptyDirs are the builders', so the disk they may fill is theirs to declare: the
+    scheduler then places the pod where that disk is, and a limit that covers the emptyDirs
+    means a full scratch volume meets its own sizeLimit, never an eviction of the pod.
+    """
+    result = copy.deepcopy(resources)
+    if any(EPHEMERAL_STORAGE in result.get(bucket, {}) for bucket in ("requests", "limits")):
+        return result
+    result.setdefault("requests", {})[EPHEMERAL_STORAGE] = request
+    result.setdefault("limits", {})[EPHEMERAL_STORAGE] = limit
+    return result
 
 
 def env_var(name: str, value: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from modelfleet.api.v1alpha1 import Model
 from modelfleet.api.v1alpha1.common import SecretKeyRef
 from modelfleet.builders.common import (
+    LOG_HEADROOM_GIB,
     RETRY_TOKEN_ANNOTATION,
     REVISION_ANNOTATION,
     TMP_PATH,
@@ -29,10 +30,12 @@ from modelfleet.builders.common import (
     object_meta,
     pod_failure_policy,
     pod_security_context,
+    scratch_gib,
     secret_env_var,
     stamp_spec_hash,
     tmp_volume,
     volume_mount,
+    with_ephemeral_storage,
 )
 from modelfleet.builders.naming import (
     download_job_name,
@@ -54,6 +57,8 @@ DEFAULT_RESOURCES: dict[str, Any] = {
     "limits": {"memory": "2Gi"},
 }
 TMP_SIZE_LIMIT = "1Gi"
+# The downloader's /tmp holds the hub clients' caches and lock files; the weights go to the claim.
+EPHEMERAL_REQUEST = "256Mi"
 
 # huggingface_hub and modelscope write caches and token lookups under HOME; the root
 # filesystem is read-only and UID 65532 has no home directory in the image.
@@ -82,11 +87,20 @@ def _job(
     backoff_limit: int,
 ) -> Manifest:
     """The Job shape download and verify share."""
+    volumes = [
+        claim_volume(weights_claim_name(model), read_only=read_only),
+        tmp_volume(TMP_SIZE_LIMIT),
+    ]
+    resources = with_ephemeral_storage(
+        _resources(model),
+        request=EPHEMERAL_REQUEST,
+        limit=f"{scratch_gib(volumes) + LOG_HEADROOM_GIB}Gi",
+    )
     container = downloader_container(
         CONTAINER_NAME,
         _downloader_image(model, settings),
         env,
-        _resources(model),
+        resources,
         volume_mount(WEIGHTS_VOLUME, settings.model_root, read_only=read_only),
     )
     spec: dict[str, Any] = {"backoffLimit": backoff_limit}
@@ -101,10 +115,7 @@ def _job(
             "serviceAccountName": settings.job_service_account,
             "securityContext": pod_security_context(),
             "containers": [container],
-            "volumes": [
-                claim_volume(weights_claim_name(model), read_only=read_only),
-                tmp_volume(TMP_SIZE_LIMIT),
-            ],
+            "volumes": volumes,
         },
     }
     manifest: Manifest = {

@@ -8,6 +8,8 @@ from typing import Any
 from modelfleet.api.v1alpha1 import Model
 from modelfleet.api.v1alpha1.model import Serving
 from modelfleet.builders.common import (
+    EPHEMERAL_STORAGE,
+    LOG_HEADROOM_GIB,
     MODEL_PATH_ANNOTATION,
     REVISION_ANNOTATION,
     TMP_PATH,
@@ -22,10 +24,12 @@ from modelfleet.builders.common import (
     model_namespace,
     object_meta,
     pod_security_context,
+    scratch_gib,
     selector_labels,
     stamp_spec_hash,
     tmp_volume,
     volume_mount,
+    with_ephemeral_storage,
 )
 from modelfleet.builders.download import DOWNLOADER_COMMAND
 from modelfleet.builders.naming import finetune_lora_path, serving_name, volume_path
@@ -55,10 +59,15 @@ SERVING_TMP_SIZE_LIMIT = "16Gi"
 STARTUP_PERIOD_SECONDS = 10
 STARTUP_FAILURE_THRESHOLD = 180
 SHM_VOLUME = "dshm"
+# The verify container only reads the claim; its disk is its logs (its /tmp is the pod's).
 VERIFY_RESOURCES: dict[str, Any] = {
-    "requests": {"cpu": "100m", "memory": "128Mi"},
-    "limits": {"memory": "512Mi"},
+    "requests": {"cpu": "100m", "memory": "128Mi", EPHEMERAL_STORAGE: "64Mi"},
+    "limits": {"memory": "512Mi", EPHEMERAL_STORAGE: f"{LOG_HEADROOM_GIB}Gi"},
 }
+# vLLM's ephemeral storage: the compile caches in /tmp (a few GiB) are what it usually takes;
+# its limit adds, to the emptyDirs, what its libraries write on the writable root.
+ENGINE_EPHEMERAL_REQUEST = "2Gi"
+ENGINE_ROOT_HEADROOM_GIB = 4
 
 # vLLM, PyTorch, Triton and Hugging Face write caches and configs under HOME and XDG paths.
 # The image's home belongs to root and UID 65532 has no passwd entry, so point them all at the
@@ -234,8 +243,9 @@ def _verify_container(
 
 
 def _engine_container(
-    model: Model, *, settings: OperatorSettings, model_path: str
+    model: Model, *, settings: OperatorSettings, model_path: str, scratch: int
 ) -> dict[str, Any]:
+    """The vLLM container; ``scratch`` is the GiB its pod's emptyDirs may hold."""
     serving = _serving(model)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
@@ -246,10 +256,12 @@ def _engine_container(
         "args": vllm_args(model, settings=settings),
         "ports": [{"name": PORT_NAME, "containerPort": serving.service.port, "protocol": "TCP"}],
         "env": _engine_env(serving),
+        "resources": with_ephemeral_storage(
+            _engine_resources(serving),
+            request=ENGINE_EPHEMERAL_REQUEST,
+            limit=f"{scratch + ENGINE_ROOT_HEADROOM_GIB + LOG_HEADROOM_GIB}Gi",
+        ),
     }
-    resources = _engine_resources(serving)
-    if resources:
-        container["resources"] = resources
     container |= {
         "startupProbe": _probe(
             period=STARTUP_PERIOD_SECONDS, failure_threshold=STARTUP_FAILURE_THRESHOLD, timeout=5
@@ -286,6 +298,14 @@ def build_deployment(
     """
     serving = _serving(model)
     affinity, spread = scheduling(model)
+    volumes = [
+        claim_volume(claim_name, read_only=True),
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}},
+        tmp_volume(SERVING_TMP_SIZE_LIMIT),
+    ]
+    engine = _engine_container(
+        model, settings=settings, model_path=model_path, scratch=scratch_gib(volumes)
+    )
     pod_spec: dict[str, Any] = {
         "securityContext": pod_security_context(),
         # Serving pods never talk to the API server.
@@ -296,12 +316,8 @@ def build_deployment(
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "readinessGates": [{"conditionType": SMOKE_TEST_CONDITION}],
         "initContainers": [_verify_container(model, settings=settings, model_path=model_path)],
-        "containers": [_engine_container(model, settings=settings, model_path=model_path)],
-        "volumes": [
-            claim_volume(claim_name, read_only=True),
-            {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}},
-            tmp_volume(SERVING_TMP_SIZE_LIMIT),
-        ],
+        "containers": [engine],
+        "volumes": volumes,
     }
     if serving.node_selector:
         pod_spec["nodeSelector"] = dict(serving.node_selector)

@@ -13,6 +13,7 @@ from modelfleet.api.v1alpha1 import API_VERSION, FinetuneJob
 from modelfleet.api.v1alpha1.finetunejob import HuggingFaceDataset
 from modelfleet.builders.common import (
     COMPONENT_LABEL,
+    LOG_HEADROOM_GIB,
     MANAGED_BY,
     TMP_PATH,
     TMP_VOLUME,
@@ -22,11 +23,14 @@ from modelfleet.builders.common import (
     env_var,
     pod_failure_policy,
     pod_security_context,
+    scratch_gib,
     stamp_spec_hash,
     tmp_volume,
     volume_mount,
+    with_ephemeral_storage,
 )
 from modelfleet.builders.download import DEFAULT_RESOURCES as FETCH_RESOURCES
+from modelfleet.builders.download import EPHEMERAL_REQUEST as FETCH_EPHEMERAL_REQUEST
 from modelfleet.builders.download import downloader_container, downloader_env, hub_access_env
 from modelfleet.builders.naming import finetune_output_dir
 from modelfleet.settings import OperatorSettings
@@ -45,6 +49,9 @@ DEFAULT_RESOURCES: dict[str, Any] = {
     "requests": {"cpu": "1", "memory": "4Gi"},
     "limits": {"memory": "16Gi"},
 }
+# The trainer's /tmp holds little (the hub is offline); its limit covers the pod's emptyDirs.
+EPHEMERAL_REQUEST = "1Gi"
+TMP_SIZE_LIMIT = "8Gi"
 
 
 def training_job_name(job: FinetuneJob) -> str:
@@ -89,12 +96,12 @@ def _fetch_dataset_container(dataset: HuggingFaceDataset, image: str) -> dict[st
         *downloader_env(),
         *hub_access_env(dataset.endpoint, dataset.token_secret_ref),
     ]
+    # An init container: the pod's limit is the trainer's, which covers the dataset volume.
+    resources = with_ephemeral_storage(
+        FETCH_RESOURCES, request=FETCH_EPHEMERAL_REQUEST, limit=f"{LOG_HEADROOM_GIB}Gi"
+    )
     return downloader_container(
-        FETCH_CONTAINER_NAME,
-        image,
-        env,
-        copy.deepcopy(FETCH_RESOURCES),
-        volume_mount(DATASET_VOLUME, DATASET_MOUNT),
+        FETCH_CONTAINER_NAME, image, env, resources, volume_mount(DATASET_VOLUME, DATASET_MOUNT)
     )
 
 
@@ -164,10 +171,21 @@ def build_training_job(
         env_var("HF_HUB_OFFLINE", "1"),
         env_var("TRANSFORMERS_OFFLINE", "1"),
     ]
+    volumes = [
+        claim_volume(base_claim, read_only=True) | {"name": BASE_VOLUME},
+        claim_volume(base_claim, read_only=False) | {"name": OUTPUT_VOLUME},
+        dataset_volume,
+        tmp_volume(TMP_SIZE_LIMIT),
+    ]
     resources = spec.resources.to_wire() if spec.resources else copy.deepcopy(DEFAULT_RESOURCES)
     if spec.gpu.count > 0:
         for bucket in ("limits", "requests"):
             resources.setdefault(bucket, {})[spec.gpu.resource_name] = str(spec.gpu.count)
+    resources = with_ephemeral_storage(
+        resources,
+        request=EPHEMERAL_REQUEST,
+        limit=f"{scratch_gib(volumes) + LOG_HEADROOM_GIB}Gi",
+    )
     container = {
         "name": CONTAINER_NAME,
         "image": spec.image or settings.trainer_image,
@@ -198,12 +216,7 @@ def build_training_job(
                 "securityContext": pod_security_context(),
                 **({"initContainers": init_containers} if init_containers else {}),
                 "containers": [container],
-                "volumes": [
-                    claim_volume(base_claim, read_only=True) | {"name": BASE_VOLUME},
-                    claim_volume(base_claim, read_only=False) | {"name": OUTPUT_VOLUME},
-                    dataset_volume,
-                    tmp_volume("8Gi"),
-                ],
+                "volumes": volumes,
             },
         },
     }
