@@ -15,7 +15,7 @@ from modelfleet.builders.common import Manifest
 from modelfleet.builders.training import build_training_job
 from modelfleet.conditions import Reason
 from modelfleet.contracts.results import TrainingResult
-from modelfleet.handlers.jobs import job_outcome
+from modelfleet.reconcile.jobs import job_outcome
 from tests.support.cluster import REPO_ROOT
 from tests.unit.test_builders import NAMESPACE, SETTINGS, UID
 from tests.unit.test_builders_pod_security import restricted_violations

@@ -9,8 +9,9 @@ import pytest
 
 from modelfleet.api.v1alpha1 import Model
 from modelfleet.conditions import STALLED_REASONS, Reason, find_condition
-from modelfleet.handlers.model import Observed, decide, is_ours, observe
 from modelfleet.kube.client import PVC, SERVICE, STORAGE_CLASS
+from modelfleet.reconcile.model.decide import decide
+from modelfleet.reconcile.model.observe import Observed, is_ours, observe
 from modelfleet.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -137,7 +138,7 @@ class _Jobs:
 
 
 def test_a_finetunejob_never_reads_or_promotes_a_job_it_does_not_own() -> None:
-    from modelfleet.handlers.finetune import reconcile_finetune
+    from modelfleet.reconcile.finetune.act import reconcile_finetune
 
     foreign = {
         "metadata": {
@@ -172,7 +173,7 @@ def test_a_download_job_never_prunes_what_other_models_on_the_claim_use() -> Non
     """Two Models on one claim: the new Job of one protects what the other serves and keeps."""
     import json
 
-    from modelfleet.handlers.model import paths_other_models_use
+    from modelfleet.reconcile.model.observe import paths_other_models_use
 
     sharing = _model("tiny")
     sharing.spec.storage.existing_claim = "shared"

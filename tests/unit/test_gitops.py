@@ -57,7 +57,7 @@ class Sample:
     kstatus: str
 
 
-# Each sample is a status the operator writes (handlers/model.py: Ready, Stalled and Reconciling
+# Each sample is a status the operator writes (reconcile/model/decide.py: Ready, Stalled and Reconciling
 # are set together on every reconcile).
 SAMPLES = [
     Sample(

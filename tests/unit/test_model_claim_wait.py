@@ -16,12 +16,9 @@ import pytest
 from modelfleet.api.v1alpha1 import Model
 from modelfleet.builders.naming import weights_claim_name
 from modelfleet.conditions import Reason
-from modelfleet.handlers.model import (
-    Observed,
-    claim_waits_for_volume,
-    decide,
-)
 from modelfleet.kube.client import STORAGE_CLASS, Resource
+from modelfleet.reconcile.model.decide import decide
+from modelfleet.reconcile.model.observe import Observed, claim_waits_for_volume
 from modelfleet.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit

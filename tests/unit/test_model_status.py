@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelfleet.handlers.model import StatusClock, _transition_events, significant, status_changed
+from modelfleet.reconcile.common import StatusClock, status_changed
+from modelfleet.reconcile.model.status import significant, transition_events
 
 pytestmark = pytest.mark.unit
 
@@ -22,7 +23,7 @@ def test_one_event_per_reconcile_headed_by_the_problem() -> None:
         _c("Reconciling", "False", "RevisionNotFound"),
         _c("Serving", "True", "Serving", "2/2 replicas ready"),
     ]
-    assert _transition_events(before, after) == [
+    assert transition_events(before, after) == [
         (
             "Warning",
             "RevisionNotFound",
@@ -43,7 +44,7 @@ def test_the_event_of_a_download_names_it_and_what_waits() -> None:
         _c("Serving", "False", "WaitingForReplicas", "0/2 replicas ready"),
         _c("Ready", "False", "WaitingForReplicas", "0/2 replicas ready"),
     ]
-    assert _transition_events(before, after) == [
+    assert transition_events(before, after) == [
         (
             "Normal",
             "Downloaded",
@@ -56,12 +57,12 @@ def test_the_event_of_a_download_names_it_and_what_waits() -> None:
         _c("Serving", "True", "Serving", "2/2 replicas ready"),
         _c("Ready", "True", "Ready", "weights verified"),
     ]
-    assert _transition_events(after, ready)[0][:2] == ("Normal", "Ready")
+    assert transition_events(after, ready)[0][:2] == ("Normal", "Ready")
 
 
 def test_no_transition_no_event() -> None:
     conditions = [_c("Ready", "True", "Ready"), _c("Stalled", "False", "Ready")]
-    assert _transition_events(conditions, conditions) == []
+    assert transition_events(conditions, conditions) == []
 
 
 def test_a_none_value_that_is_already_absent_is_no_change() -> None:

@@ -22,13 +22,12 @@ from modelfleet.dev.engines import (
     Backoff,
     cpu_engine_command,
 )
-from modelfleet.handlers.model import (
+from modelfleet.reconcile.model.decide import (
     CRASH_LOOP_RESTARTS,
-    Observed,
     _serving_problem,
-    pods_awaiting_smoke_test,
     smoke_test_decisions,
 )
+from modelfleet.reconcile.model.observe import Observed, pods_awaiting_smoke_test
 from modelfleet.smoketest import SmokeResult, smoke_test
 from tests.support.cluster import engine_python
 from tests.unit.test_builders import deployment_for, load_example
@@ -296,9 +295,9 @@ NOW_TEXT = "2027-01-15T08:00:00Z"
     ids=lambda v: v["metadata"]["name"] if isinstance(v, dict) else str(v),
 )
 def test_which_pods_are_asked_for_a_smoke_completion(case: dict[str, Any], expected: bool) -> None:
-    from modelfleet.handlers.model import _parse_time
+    from modelfleet.kube.timestamps import parse_time
 
-    now = _parse_time(NOW_TEXT)
+    now = parse_time(NOW_TEXT)
     assert now is not None
     assert (pods_awaiting_smoke_test([case], now) == [case]) is expected
 

@@ -21,8 +21,9 @@ from modelfleet.builders.naming import (
     weights_claim_name,
 )
 from modelfleet.conditions import Reason
-from modelfleet.handlers.jobs import download_outcome
-from modelfleet.handlers.model import Observed, current_job_name, decide
+from modelfleet.reconcile.jobs import download_outcome
+from modelfleet.reconcile.model.decide import decide
+from modelfleet.reconcile.model.observe import Observed, current_job_name
 from modelfleet.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit

@@ -37,6 +37,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from modelfleet.kube.timestamps import now_text
+
 LOG = logging.getLogger(__name__)
 
 SIMULATED_ENGINE_IMAGE = "simulate.invalid/engine"
@@ -198,11 +200,6 @@ class Backoff:
     def next(self) -> float:
         self.delay = self.initial if self.delay == 0 else min(self.delay * 2, self.maximum)
         return self.delay
-
-
-def now_text() -> str:
-    """The current time as a kubelet writes it into a pod's status."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class ServingPodRun:

@@ -41,9 +41,9 @@ from modelfleet.dev.engines import (
     BACKOFF_INITIAL_SECONDS,
     ServingPodRun,
     executes_serving_pod,
-    now_text,
 )
 from modelfleet.dev.network import PodNetwork
+from modelfleet.kube.timestamps import now_text
 
 LOG = logging.getLogger(__name__)
 

@@ -28,8 +28,6 @@ from modelfleet import metrics
 from modelfleet.api.v1alpha1 import GROUP, VERSION
 from modelfleet.builders.common import MANAGED_BY, MODEL_LABEL
 from modelfleet.builders.training import FINETUNE_LABEL
-from modelfleet.handlers import model as model_reconciler
-from modelfleet.handlers.finetune import reconcile_finetune
 from modelfleet.kube.cache import CACHED, CachedKube, ObjectCache, slim
 from modelfleet.kube.client import (
     FINETUNE_JOB,
@@ -43,6 +41,8 @@ from modelfleet.kube.client import (
 from modelfleet.kube.events import EventRecorder
 from modelfleet.kubeconfig import load_kube_credentials
 from modelfleet.metrics import MODEL_CONDITIONS, RECONCILE_DURATION, RECONCILES
+from modelfleet.reconcile.finetune.act import reconcile_finetune
+from modelfleet.reconcile.model import act as model_reconciler
 from modelfleet.settings import OperatorSettings, get_settings
 
 LOG = logging.getLogger(__name__)

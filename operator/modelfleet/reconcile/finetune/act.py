@@ -20,11 +20,12 @@ from modelfleet.builders.training import (
 )
 from modelfleet.conditions import ConditionType, Reason, find_condition, set_condition
 from modelfleet.contracts.results import TrainingResult
-from modelfleet.handlers.jobs import job_outcome
-from modelfleet.handlers.model import base_claim_name, now_text, secret_problem, status_changed
 from modelfleet.kube.client import CONFIG_MAP, FINETUNE_JOB, JOB, MODEL, POD, PVC, Kube, Manifest
 from modelfleet.kube.identity import JOB_IDENTITIES
+from modelfleet.kube.timestamps import now_text
 from modelfleet.metrics import FINETUNE_RUNS
+from modelfleet.reconcile.common import base_claim_name, secret_problem, status_changed
+from modelfleet.reconcile.jobs import job_outcome
 from modelfleet.settings import OperatorSettings
 
 LOG = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""The FinetuneJob reconcile: ``observe``, ``decide``, and ``act`` that runs them."""

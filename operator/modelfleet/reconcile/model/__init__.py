@@ -1,0 +1,1 @@
+"""The Model reconcile: ``observe``, ``decide``, ``status``, and ``act`` that runs them."""

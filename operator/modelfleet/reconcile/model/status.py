@@ -1,0 +1,90 @@
+"""A Model's status: built typed (``ModelStatus``), serialised once as a merge patch; which
+part of it is more than progress; and the one Event that announces a reconcile's transitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelfleet.conditions import STALLED_REASONS, ConditionType, Reason
+
+# Which transition names the Event of a reconcile: a problem first, then what became true.
+_HEADLINE_ORDER = {
+    ConditionType.DOWNLOADED: 1,
+    ConditionType.SERVING: 2,
+    ConditionType.READY: 3,
+}
+
+
+def transition_events(
+    before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the one Event that announces a reconcile's condition
+    transitions (those that changed status or reason), or none. Its reason is the headline's
+    (a problem first, then Ready turning True, then Downloaded, Serving, Ready); its note names
+    every transition with its reason and message, grouped by reason."""
+    previous = {c["type"]: (c.get("status"), c.get("reason")) for c in before}
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for c in after:
+        # Reconciling mirrors Ready, and a Stalled=False needs no announcement.
+        if c["type"] == ConditionType.RECONCILING or (
+            c["type"] == ConditionType.STALLED and c["status"] == "False"
+        ):
+            continue
+        if previous.get(c["type"]) != (c["status"], c["reason"]):
+            grouped.setdefault(c["reason"], []).append(c)
+    if not grouped:
+        return []
+
+    def warning(reason: str) -> bool:
+        return reason in STALLED_REASONS or reason in (Reason.UNSCHEDULABLE, Reason.CLAIM_PENDING)
+
+    def rank(reason: str) -> tuple[int, int]:
+        changed = grouped[reason]
+        became_ready = any(
+            c["type"] == ConditionType.READY and c["status"] == "True" for c in changed
+        )
+        order = min(_HEADLINE_ORDER.get(c["type"], 9) for c in changed)
+        return (0 if warning(reason) else 1, 0 if became_ready else order)
+
+    headline = min(grouped, key=rank)
+    parts = []
+    for reason in sorted(grouped, key=rank):
+        changed = grouped[reason]
+        states = ", ".join(f"{c['type']}={c['status']}" for c in changed)
+        message = next((c["message"] for c in changed if c["message"]), "")
+        label = states if reason == headline else f"{states} ({reason})"
+        parts.append(f"{label}: {message}" if message else label)
+    return [("Warning" if warning(headline) else "Normal", headline, "; ".join(parts))]
+
+
+def significant(status: dict[str, Any]) -> dict[str, Any]:
+    """What in a status is more than progress: each condition's status and reason, the
+    generation, the revisions and paths; not replica counts, messages or percentages."""
+    serving = status.get("serving") or {}
+    return {
+        "conditions": sorted(
+            (c.get("type"), c.get("status"), c.get("reason"), c.get("observedGeneration"))
+            for c in status.get("conditions") or []
+        ),
+        "observedGeneration": status.get("observedGeneration"),
+        "resolvedRevision": status.get("resolvedRevision"),
+        "modelPath": status.get("modelPath"),
+        "revisions": status.get("revisions"),
+        "activeRevision": serving.get("activeRevision"),
+        "endpoint": serving.get("endpoint"),
+        "lineage": status.get("lineage"),
+        "downloadPhase": (status.get("download") or {}).get("phase"),
+    }
+
+
+def progress_text(download: dict[str, Any] | None, downloaded: bool) -> str | None:
+    if downloaded:
+        return "100%"
+    if not download:
+        return None
+    total, done = download.get("bytesTotal") or 0, download.get("bytesDone") or 0
+    return f"{min(100, int(done * 100 / total))}%" if total else None
+
+
+def short(revision: str | None) -> str | None:
+    return revision[:7] if revision else None
