@@ -202,6 +202,18 @@ class Kube:
             raise
         return True
 
+    def merge_patch(
+        self, resource: Resource, namespace: str, name: str, body: dict[str, Any]
+    ) -> Manifest:
+        """JSON merge patch of an object: a null removes a field."""
+        result: Manifest = self.request(
+            "PATCH",
+            resource.path(namespace, name),
+            body=body,
+            content_type="application/merge-patch+json",
+        )
+        return result
+
     def patch_pod_condition(self, namespace: str, name: str, condition: dict[str, Any]) -> None:
         """Set one condition of a pod's status (a readiness gate), leaving the others as the
         kubelet wrote them: a strategic merge patch merges conditions by type."""

@@ -4,11 +4,12 @@ whole decision is in the returned :class:`Plan`."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelfleet.api.v1alpha1 import Model
-from modelfleet.api.v1alpha1.model import LoraAdapter
+from modelfleet.api.v1alpha1.model import Lineage, LoraAdapter, ServingStatus, SmokeTestStatus
 from modelfleet.builders.common import (
     MODEL_PATH_ANNOTATION,
     REVISION_ANNOTATION,
@@ -43,6 +44,7 @@ from modelfleet.reconcile.common import (
     annotation,
     base_claim_name,
     pod_condition,
+    status_patch,
     without_none,
 )
 from modelfleet.reconcile.jobs import download_outcome
@@ -53,10 +55,12 @@ from modelfleet.reconcile.model.observe import (
     hub_source,
     retry_token,
 )
-from modelfleet.reconcile.model.status import progress_text, short, significant, transition_events
+from modelfleet.reconcile.model.status import model_status, significant, transition_events
 from modelfleet.settings import OperatorSettings
 
 DEFAULT_CLAIM_SIZE = "10Gi"
+CONFIG_ERROR_RETRY_SECONDS = 30.0
+"""How often a Model waiting on something outside the cluster's control (a Secret) looks again."""
 
 CRASH_LOOP_RESTARTS = 3
 """Engine restarts (each after a back-off) before a crash-looping pod stalls the Model."""
@@ -98,6 +102,11 @@ class WeightsState:
     verified: Weights | None = None
     stalled: Verdict | None = None
     download_status: dict[str, Any] = field(default_factory=dict)
+    create: list[Manifest] = field(default_factory=list)
+    """The download (or verify) Job to create."""
+    delete_jobs: list[str] = field(default_factory=list)
+    """Jobs of earlier specs, done with once the current one verified its weights."""
+    requeue_after: float | None = None
 
 
 @dataclass
@@ -107,8 +116,12 @@ class ServingState:
     ok: bool
     ready: bool
     verdict: Verdict
-    status: dict[str, Any] | None = None
+    status: ServingStatus | None = None
     stalled: Verdict | None = None
+    apply: list[Manifest] = field(default_factory=list)
+    """The Deployment and Service, where they differ from what runs."""
+    pod_conditions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    requeue_after: float | None = None
 
 
 def smoke_test_decisions(
@@ -277,9 +290,17 @@ def _finetune_weights(model: Model, observed: Observed, settings: OperatorSettin
     )
 
 
+@dataclass(frozen=True)
+class ClaimWait:
+    """Why the download Job waits for its claim, and when to look again."""
+
+    verdict: Verdict
+    requeue_after: float | None = None
+
+
 def _claim_wait(
-    model: Model, observed: Observed, settings: OperatorSettings, plan: Plan, now: str
-) -> Verdict | None:
+    model: Model, observed: Observed, settings: OperatorSettings, now: str
+) -> ClaimWait | None:
     """Why the download Job is not created yet, if its claim is made in this reconcile or
     has no volume yet. Until ``claim_bind_grace_seconds`` the verdict is the one the Job shows
     while its pod starts, so that a claim that binds in time costs no status write of its own;
@@ -289,24 +310,24 @@ def _claim_wait(
     if observed.claim is None:
         # Made in this reconcile: look again once its reply is in the cache (a claim that
         # waits for its first pod is never updated, so no watch event would come).
-        plan.requeue_after = 1.0
-        return pending
+        return ClaimWait(pending, requeue_after=1.0)
     if not observed.claim_unbound:
         return None
     waited = seconds_between(observed.claim["metadata"].get("creationTimestamp"), now) or 0.0
     if waited < settings.claim_bind_grace_seconds:
-        plan.requeue_after = settings.claim_bind_grace_seconds - waited
-        return pending
+        return ClaimWait(pending, requeue_after=settings.claim_bind_grace_seconds - waited)
     class_name = (observed.claim.get("spec") or {}).get("storageClassName")
-    return (
-        Reason.CLAIM_PENDING,
-        f'PersistentVolumeClaim "{name}" has had no volume for {waited:.0f}s'
-        f" (StorageClass {class_name or 'none'}): see its events",
+    return ClaimWait(
+        (
+            Reason.CLAIM_PENDING,
+            f'PersistentVolumeClaim "{name}" has had no volume for {waited:.0f}s'
+            f" (StorageClass {class_name or 'none'}): see its events",
+        )
     )
 
 
 def _weights_state(
-    model: Model, observed: Observed, settings: OperatorSettings, plan: Plan, now: str
+    model: Model, observed: Observed, settings: OperatorSettings, now: str
 ) -> WeightsState:
     """Judge the current Job (creating it when missing) and find the verified weights."""
     download_status = dict(model.status.to_wire().get("download") or {})
@@ -315,13 +336,13 @@ def _weights_state(
     if observed.config_error is not None:
         return WeightsState(False, observed.config_error, stalled=observed.config_error)
     if observed.job is None:
-        waiting = _claim_wait(model, observed, settings, plan, now)
+        waiting = _claim_wait(model, observed, settings, now)
         if waiting is not None:
-            return WeightsState(False, waiting)
+            return WeightsState(False, waiting.verdict, requeue_after=waiting.requeue_after)
         job = _job_to_create(model, observed, settings)
-        plan.create.append(job)
         # What the Job will show while its pod starts, so that its start is no status change.
-        return WeightsState(False, (Reason.PENDING, f"Job {job['metadata']['name']}: Pending"))
+        pending = (Reason.PENDING, f"Job {job['metadata']['name']}: Pending")
+        return WeightsState(False, pending, create=[job])
     outcome = download_outcome(observed.job, observed.job_pods)
     job_name = observed.job["metadata"]["name"]
     if outcome.state == "Running":
@@ -350,11 +371,11 @@ def _weights_state(
     if not path:
         failure = (Reason.VERIFICATION_FAILED, f"Job {job_name} succeeded but reported no revision")
         return WeightsState(False, failure, stalled=failure)
-    plan.delete_jobs = [j["metadata"]["name"] for j in observed.other_jobs]
     return WeightsState(
         True,
         (Reason.DOWNLOADED, f"revision {revision} verified at {path}"),
         Weights(path, revision),
+        delete_jobs=[j["metadata"]["name"] for j in observed.other_jobs],
     )
 
 
@@ -363,7 +384,6 @@ def _serving_state(
     observed: Observed,
     settings: OperatorSettings,
     verified: Weights | None,
-    plan: Plan,
     *,
     now: str,
 ) -> ServingState:
@@ -391,9 +411,41 @@ def _serving_state(
         claim_name=weights_claim_name(model),
     )
     service = build_service(model)
-    for desired, existing in ((deployment, observed.deployment), (service, observed.service)):
-        if _needs_apply(desired, existing):
-            plan.apply.append(desired)
+    apply = [
+        desired
+        for desired, existing in ((deployment, observed.deployment), (service, observed.service))
+        if _needs_apply(desired, existing)
+    ]
+    previous_serving = model.status.serving
+    previous_smoke = (
+        previous_serving.smoke_test.to_wire()
+        if previous_serving and previous_serving.smoke_test
+        else None
+    )
+    pod_conditions, smoke_wire = smoke_test_decisions(observed, now, previous_smoke)
+    smoke = SmokeTestStatus.model_validate(smoke_wire) if smoke_wire else None
+    failed_smoke = any(not result.passed for result in observed.smoke_results.values())
+    state = _judge_serving(model, observed, deployment, verified, smoke)
+    return dataclasses.replace(
+        state,
+        apply=apply,
+        pod_conditions=pod_conditions,
+        requeue_after=SMOKE_RETRY_SECONDS if failed_smoke else None,
+    )
+
+
+def _judge_serving(
+    model: Model,
+    observed: Observed,
+    deployment: Manifest,
+    verified: Weights | None,
+    smoke: SmokeTestStatus | None,
+) -> ServingState:
+    """Serving's verdict and status, from the Deployment as it runs against ``deployment``."""
+    serving = model.spec.serving
+    assert serving is not None
+    served_path = annotation(observed.deployment, MODEL_PATH_ANNOTATION)
+    served_revision = annotation(observed.deployment, REVISION_ANNOTATION) or ""
     live = observed.deployment or {}
     live_status = live.get("status", {})
     current = not _needs_apply(deployment, observed.deployment) and live_status.get(
@@ -405,22 +457,14 @@ def _serving_state(
     rolled_out = current and updated == serving.replicas == total and ready >= serving.replicas
     previous_serving = model.status.serving
     previous_active = previous_serving.active_revision if previous_serving else None
-    previous_smoke = (
-        previous_serving.smoke_test.to_wire()
-        if previous_serving and previous_serving.smoke_test
-        else None
+    status = ServingStatus(
+        replicas=total,
+        ready_replicas=ready,
+        updated_replicas=updated,
+        endpoint=serving_endpoint(model),
+        active_revision=served_revision if rolled_out else previous_active or served_revision,
+        smoke_test=smoke,
     )
-    plan.pod_conditions, smoke = smoke_test_decisions(observed, now, previous_smoke)
-    if any(not result.passed for result in observed.smoke_results.values()):
-        plan.requeue_after = SMOKE_RETRY_SECONDS
-    status = {
-        "replicas": total,
-        "readyReplicas": ready,
-        "updatedReplicas": updated,
-        "endpoint": serving_endpoint(model),
-        "activeRevision": served_revision if rolled_out else previous_active or served_revision,
-        "smokeTest": smoke,
-    }
     if serving.replicas == 0:
         return ServingState(
             False, True, (Reason.STOPPED, "replicas is 0: serving is stopped"), status
@@ -440,46 +484,38 @@ def _serving_state(
     return ServingState(ready > 0, False, verdict, status, stalled)
 
 
-def decide(model: Model, observed: Observed, settings: OperatorSettings, now: str) -> Plan:
-    """The children to create or apply and the status to write, from observed state alone."""
-    plan = Plan()
-    previous: dict[str, Any] = model.status.to_wire()
-    base = observed.finetune_base
-    if (
-        model.spec.source.finetune_job is not None
-        and base
-        and not model.spec.storage.existing_claim
-    ):
-        # Fine-tuned weights live on the base Model's claim.
-        model = model.model_copy(deep=True)
-        model.spec.storage.existing_claim = base_claim_name(base)
+def _claim_to_create(model: Model, observed: Observed) -> list[Manifest]:
+    """The weights claim, when the Model makes one and it does not exist yet."""
     if (
         needs_weights_claim(model)
         and model.spec.source.finetune_job is None
         and observed.claim is None
         and observed.config_error is None
     ):
-        plan.create.append(
-            build_weights_claim(model, model.spec.storage.size or DEFAULT_CLAIM_SIZE)
-        )
-    if observed.conflicts:
-        # Nothing is created, applied or deleted: the objects are someone else's.
-        conflict = (
-            Reason.CHILD_CONFLICT,
-            f"{', '.join(observed.conflicts)} exists and is not modelfleet's: it is left as it"
-            " is; rename the Model, or delete that object",
-        )
-        plan.create.clear()
-        previous_serving = previous.get("serving")
-        weights = WeightsState(False, conflict, stalled=conflict)
-        serving = ServingState(False, False, conflict, previous_serving, stalled=conflict)
-    else:
-        weights = _weights_state(model, observed, settings, plan, now)
-        serving = _serving_state(model, observed, settings, weights.verified, plan, now=now)
+        return [build_weights_claim(model, model.spec.storage.size or DEFAULT_CLAIM_SIZE)]
+    return []
+
+
+def _conflict_states(model: Model, observed: Observed) -> tuple[WeightsState, ServingState]:
+    """Objects of the Model's children's names that are someone else's: nothing is created,
+    applied or deleted, and both halves say why."""
+    conflict = (
+        Reason.CHILD_CONFLICT,
+        f"{', '.join(observed.conflicts)} exists and is not modelfleet's: it is left as it"
+        " is; rename the Model, or delete that object",
+    )
+    weights = WeightsState(False, conflict, stalled=conflict)
+    serving = ServingState(False, False, conflict, model.status.serving, stalled=conflict)
+    return weights, serving
+
+
+def _conditions(
+    model: Model, weights: WeightsState, serving: ServingState, now: str
+) -> list[dict[str, Any]]:
+    """Downloaded, Serving, Ready, Stalled and Reconciling, from the two halves' verdicts."""
     stalled = weights.stalled or serving.stalled
     ready = weights.downloaded and serving.ready and stalled is None
-
-    conditions: list[dict[str, Any]] = [dict(c) for c in previous.get("conditions", [])]
+    conditions = [c.to_wire() for c in model.status.conditions]
 
     def put(type_: ConditionType, ok: bool, verdict: Verdict) -> None:
         nonlocal conditions
@@ -497,55 +533,62 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
         not ready and stalled is None,
         (Reason.READY, "") if ready or stalled else blocking,
     )
+    return conditions
 
-    revisions = [dict(r) for r in previous.get("revisions", [])]
-    if weights.verified and all(r.get("path") != weights.verified.path for r in revisions):
-        revisions.insert(
-            0,
-            {
-                "revision": weights.verified.revision,
-                "path": weights.verified.path,
-                "downloadedAt": now,
-            },
-        )
-    download = weights.download_status or dict(previous.get("download") or {})
-    resolved = (
-        (weights.verified.revision if weights.verified else None)
-        or download.get("revision")
-        or previous.get("resolvedRevision")
+
+def _lineage(model: Model, observed: Observed) -> Lineage | None:
+    """Where fine-tuned weights come from (kept when the FinetuneJob is gone)."""
+    job = observed.finetune_job
+    if job is None:
+        return model.status.lineage
+    return Lineage(
+        finetune_job=job["metadata"]["name"],
+        base_model=job["spec"]["baseModel"]["name"],
+        base_revision=(job.get("status") or {}).get("baseRevision"),
     )
-    desired_replicas = model.spec.serving.replicas if model.spec.serving else None
-    status: dict[str, Any] = {
-        "observedGeneration": model.metadata.generation,
-        "conditions": conditions,
-        "resolvedRevision": resolved,
-        "modelPath": weights.verified.path if weights.verified else previous.get("modelPath"),
-        "revisions": revisions[: model.spec.storage.keep_revisions],
-        "serving": serving.status,
-        "summary": {
-            key: value
-            for key, value in {
-                "revision": short(resolved),
-                "progress": progress_text(download, weights.downloaded),
-                "replicas": f"{serving.status['readyReplicas']}/{desired_replicas}"
-                if serving.status is not None
-                else None,
-            }.items()
-            # A None would be written as a deletion and never compare equal to what is stored.
-            if value is not None
-        },
-    }
-    if weights.download_status:
-        status["download"] = weights.download_status
-    if observed.finetune_job is not None:
-        status["lineage"] = {
-            "finetuneJob": observed.finetune_job["metadata"]["name"],
-            "baseModel": observed.finetune_job["spec"]["baseModel"]["name"],
-            "baseRevision": (observed.finetune_job.get("status") or {}).get("baseRevision"),
-        }
-    plan.status = {k: v for k, v in status.items() if v is not None or k in previous}
-    plan.progress_only = significant(previous) == significant(without_none(plan.status))
-    plan.events = transition_events(previous.get("conditions", []), conditions)
+
+
+def decide(model: Model, observed: Observed, settings: OperatorSettings, now: str) -> Plan:
+    """Everything one reconcile does, from the observed state alone: the children to create,
+    apply or delete, the pod conditions, the status patch, the Events and when to look again."""
+    base = observed.finetune_base
+    if (
+        model.spec.source.finetune_job is not None
+        and base
+        and not model.spec.storage.existing_claim
+    ):
+        # Fine-tuned weights live on the base Model's claim.
+        model = model.model_copy(deep=True)
+        model.spec.storage.existing_claim = base_claim_name(base)
+    if observed.conflicts:
+        weights, serving = _conflict_states(model, observed)
+        create: list[Manifest] = []
+    else:
+        weights = _weights_state(model, observed, settings, now)
+        serving = _serving_state(model, observed, settings, weights.verified, now=now)
+        create = [*_claim_to_create(model, observed), *weights.create]
+    conditions = _conditions(model, weights, serving, now)
+    status = model_status(
+        model,
+        conditions,
+        verified=(weights.verified.path, weights.verified.revision) if weights.verified else None,
+        download=weights.download_status,
+        serving=serving.status,
+        lineage=_lineage(model, observed),
+        now=now,
+    )
+    previous = model.status.to_wire()
+    patch = status_patch(status, previous, not_owned=("download",))
+    requeues = [weights.requeue_after, serving.requeue_after]
     if observed.config_error is not None:
-        plan.requeue_after = 30.0
-    return plan
+        requeues.append(CONFIG_ERROR_RETRY_SECONDS)
+    return Plan(
+        create=create,
+        apply=serving.apply,
+        delete_jobs=weights.delete_jobs,
+        status=patch,
+        events=transition_events(previous.get("conditions", []), conditions),
+        requeue_after=min((r for r in requeues if r is not None), default=None),
+        progress_only=significant(previous) == significant(without_none(patch)),
+        pod_conditions=serving.pod_conditions,
+    )

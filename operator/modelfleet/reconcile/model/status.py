@@ -5,6 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelfleet.api.v1alpha1 import Model
+from modelfleet.api.v1alpha1.common import Condition
+from modelfleet.api.v1alpha1.model import (
+    DownloadStatus,
+    Lineage,
+    ModelStatus,
+    ModelSummary,
+    RevisionStatus,
+    ServingStatus,
+)
 from modelfleet.conditions import STALLED_REASONS, ConditionType, Reason
 
 # Which transition names the Event of a reconcile: a problem first, then what became true.
@@ -88,3 +98,46 @@ def progress_text(download: dict[str, Any] | None, downloaded: bool) -> str | No
 
 def short(revision: str | None) -> str | None:
     return revision[:7] if revision else None
+
+
+def model_status(
+    model: Model,
+    conditions: list[dict[str, Any]],
+    *,
+    verified: tuple[str, str] | None,
+    download: dict[str, Any],
+    serving: ServingStatus | None,
+    lineage: Lineage | None,
+    now: str,
+) -> ModelStatus:
+    """The Model's new status. ``verified`` is the (path, revision) of the weights the spec
+    asks for, once verified; ``download`` the operator's own word on the download (a failure),
+    empty when the Job's progress stands."""
+    previous = model.status
+    revisions = list(previous.revisions)
+    if verified and all(r.path != verified[0] for r in revisions):
+        revisions.insert(
+            0,
+            RevisionStatus.model_validate(
+                {"revision": verified[1], "path": verified[0], "downloadedAt": now}
+            ),
+        )
+    progress = download or (previous.download.to_wire() if previous.download else {})
+    resolved = (verified[1] if verified else None) or progress.get("revision")
+    resolved = resolved or previous.resolved_revision
+    desired = model.spec.serving.replicas if model.spec.serving else None
+    return ModelStatus(
+        observed_generation=model.metadata.generation,
+        conditions=[Condition.model_validate(c) for c in conditions],
+        resolved_revision=resolved,
+        model_path=verified[0] if verified else previous.model_path,
+        download=DownloadStatus.model_validate(download) if download else None,
+        serving=serving,
+        revisions=revisions[: model.spec.storage.keep_revisions],
+        lineage=lineage,
+        summary=ModelSummary(
+            revision=short(resolved),
+            progress=progress_text(progress, verified is not None),
+            replicas=f"{serving.ready_replicas}/{desired}" if serving is not None else None,
+        ),
+    )
