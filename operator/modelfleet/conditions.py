@@ -121,6 +121,25 @@ STALLED_REASONS: frozenset[Reason] = PERMANENT_DOWNLOAD_REASONS | {
 }
 
 
+# Reasons that need someone's attention although nothing failed for good: the Model or
+# FinetuneJob waits on something outside its control.
+ATTENTION_REASONS: frozenset[Reason] = frozenset(
+    {
+        Reason.UNSCHEDULABLE,
+        Reason.CLAIM_PENDING,
+        Reason.BASE_MODEL_NOT_READY,
+        Reason.APPLY_FAILED,
+    }
+)
+
+
+def event_type(reason: str, *, failed: bool = False) -> str:
+    """The type of the Event that announces ``reason``: "Warning" for a stall, a failure or
+    something that needs attention, "Normal" otherwise."""
+    warning = failed or reason in STALLED_REASONS or reason in ATTENTION_REASONS
+    return "Warning" if warning else "Normal"
+
+
 def set_condition(
     conditions: list[dict[str, Any]],
     type_: ConditionType,

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from modelfleet.api.v1alpha1.common import GROUP, VERSION
 from modelfleet.kubeconfig import load_kube_credentials
 
 LOG = logging.getLogger(__name__)
-GROUP, VERSION = "modelfleet.io", "v1alpha1"
 
 
 class Snapshot(Protocol):

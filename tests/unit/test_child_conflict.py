@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from modelfleet.api.v1alpha1 import Model
-from modelfleet.conditions import STALLED_REASONS, Reason, find_condition
+from modelfleet.conditions import STALLED_REASONS, ConditionType, Reason, find_condition
 from modelfleet.kube.client import PVC, SERVICE, STORAGE_CLASS
 from modelfleet.reconcile.model.decide import decide
 from modelfleet.reconcile.model.observe import Observed, is_ours, observe
@@ -72,7 +72,7 @@ def test_a_model_named_kubernetes_leaves_the_api_servers_service_alone() -> None
     plan = decide(_model(), observed, SETTINGS, NOW)
     assert plan.create == [] and plan.apply == [] and plan.delete_jobs == []
     assert plan.pod_conditions == []
-    stalled = find_condition(plan.status["conditions"], "Stalled")
+    stalled = find_condition(plan.status["conditions"], ConditionType.STALLED)
     assert stalled is not None and stalled["status"] == "True"
     assert stalled["reason"] == Reason.CHILD_CONFLICT
     assert "Service default/kubernetes" in stalled["message"]
@@ -138,6 +138,7 @@ class _Jobs:
 
 
 def test_a_finetunejob_never_reads_or_promotes_a_job_it_does_not_own() -> None:
+    from modelfleet.reconcile.context import Context
     from modelfleet.reconcile.finetune.act import reconcile_finetune
 
     foreign = {
@@ -160,9 +161,10 @@ def test_a_finetunejob_never_reads_or_promotes_a_job_it_does_not_own() -> None:
     }
     kube = _Jobs(foreign)
     events: list[tuple[str, str, str]] = []
-    reconcile_finetune(kube, body, SETTINGS, lambda _b, *event: events.append(event))  # type: ignore[arg-type]
+    context = Context(kube, SETTINGS, lambda _body, *event: events.append(event))  # type: ignore[arg-type]
+    reconcile_finetune(context, body)
     assert kube.created == [], "nothing created, nothing promoted"
-    failed = find_condition(kube.status["conditions"], "Failed")
+    failed = find_condition(kube.status["conditions"], ConditionType.FAILED)
     assert failed is not None and failed["status"] == "True"
     assert failed["reason"] == Reason.CHILD_CONFLICT
     assert "Job default/tune-train" in failed["message"]

@@ -3,6 +3,7 @@ the status of Models and FinetuneJobs there, and nothing else."""
 
 from __future__ import annotations
 
+from modelfleet.api.v1alpha1.common import GROUP
 from modelfleet.builders.common import MANAGED_BY, Manifest
 from modelfleet.settings import OperatorSettings
 
@@ -26,7 +27,7 @@ def build_job_identity(settings: OperatorSettings, namespace: str) -> list[Manif
             "metadata": dict(meta),
             "rules": [
                 {
-                    "apiGroups": ["modelfleet.io"],
+                    "apiGroups": [GROUP],
                     "resources": ["models/status", "finetunejobs/status"],
                     "verbs": ["get", "patch"],
                 }

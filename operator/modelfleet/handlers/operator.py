@@ -41,13 +41,14 @@ from modelfleet.kube.client import (
 from modelfleet.kube.events import EventRecorder
 from modelfleet.kubeconfig import load_kube_credentials
 from modelfleet.metrics import MODEL_CONDITIONS, RECONCILE_DURATION, RECONCILES
+from modelfleet.reconcile.context import Context
 from modelfleet.reconcile.finetune.act import reconcile_finetune
 from modelfleet.reconcile.model import act as model_reconciler
 from modelfleet.settings import OperatorSettings, get_settings
 
 LOG = logging.getLogger(__name__)
 
-ANNOTATION_PREFIX = "modelfleet.io"
+ANNOTATION_PREFIX = GROUP
 FINALIZER = "modelfleet.io/finalizer"
 # Let several events that arrive together cause one reconcile.
 DEBOUNCE_SECONDS = 0.2
@@ -94,6 +95,7 @@ class Runtime:
         self.cache = ObjectCache(indexed_labels=(MODEL_LABEL, FINETUNE_LABEL, "job-name"))
         self.kube = CachedKube(Kube(api, timeout=settings.request_timeout_seconds), self.cache)
         self.emit = EventRecorder(self.kube)
+        self.context = Context(self.kube, settings, self.emit)
         self.wakeups = Wakeups()
         # Reconciles wait on the API server most of their time: their own threads, so that
         # ``max_workers`` sets how many run at once.
@@ -189,7 +191,7 @@ def _plain(body: Any) -> dict[str, Any]:
     return result
 
 
-Reconciler = Callable[[Kube, dict[str, Any], OperatorSettings, EventRecorder], float | None]
+Reconciler = Callable[[Context, dict[str, Any]], float | None]
 RECONCILERS: dict[str, tuple[Resource, Reconciler]] = {
     "Model": (MODEL, model_reconciler.reconcile),
     "FinetuneJob": (FINETUNE_JOB, reconcile_finetune),
@@ -223,7 +225,7 @@ async def _work(
                     rt.executor,
                     _timed,
                     kind,
-                    functools.partial(reconcile, rt.kube, latest, rt.settings, rt.emit),
+                    functools.partial(reconcile, rt.context, latest),
                 )
                 failures = 0
                 RECONCILES.labels(kind, "success").inc()
@@ -257,7 +259,7 @@ async def _work(
             rt.cache.remove(resource, namespace, name)
             if kind == "Model":
                 MODEL_CONDITIONS.forget(f"{namespace}/{name}")
-                model_reconciler.STATUS_CLOCK.forget(f"{namespace}/{name}")
+                rt.context.status_clock.forget(f"{namespace}/{name}")
 
 
 @kopf.daemon(GROUP, VERSION, "models", cancellation_timeout=5.0)

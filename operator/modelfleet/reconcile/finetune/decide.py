@@ -16,7 +16,13 @@ from modelfleet.api.v1alpha1 import API_VERSION, FinetuneJob
 from modelfleet.api.v1alpha1.finetunejob import FinetuneJobStatus, FinetuneSummary
 from modelfleet.builders.naming import finetune_output_dir
 from modelfleet.builders.training import FINETUNE_LABEL, build_training_job, training_job_name
-from modelfleet.conditions import ConditionType, Reason, find_condition, set_condition
+from modelfleet.conditions import (
+    ConditionType,
+    Reason,
+    event_type,
+    find_condition,
+    set_condition,
+)
 from modelfleet.contracts.results import TrainingResult
 from modelfleet.kube.client import Manifest
 from modelfleet.reconcile.common import Verdict, base_claim_name, status_patch
@@ -29,14 +35,6 @@ WAIT_SECONDS = 10.0
 dataset it cannot read)."""
 
 Phase = Literal["Pending", "Running", "Succeeded", "Failed"]
-
-# Reasons that announce a problem (a Warning Event) without failing the run.
-_WAITING_PROBLEMS = {
-    Reason.BASE_MODEL_NOT_READY,
-    Reason.DATASET_INVALID,
-    Reason.SECRET_NOT_FOUND,
-    Reason.SECRET_KEY_NOT_FOUND,
-}
 
 
 @dataclass(frozen=True)
@@ -232,8 +230,8 @@ def _event(
     previous_phase = previous.summary.status if previous.summary else None
     if previous_phase == phase and (ready or {}).get("reason") == verdict[0]:
         return []
-    warning = phase == "Failed" or verdict[0] in _WAITING_PROBLEMS
-    return [("Warning" if warning else "Normal", verdict[0], f"{phase}: {verdict[1]}")]
+    kind = event_type(verdict[0], failed=phase == "Failed")
+    return [(kind, verdict[0], f"{phase}: {verdict[1]}")]
 
 
 def _finished(previous: FinetuneJobStatus, phase: Phase) -> Literal["succeeded", "failed"] | None:

@@ -4,12 +4,17 @@ the status (calmly, when only progress changed) and the Events; and the metrics.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from modelfleet.conditions import STALLED_REASONS, ConditionType, Reason, set_condition
+from modelfleet.conditions import (
+    STALLED_REASONS,
+    ConditionType,
+    Reason,
+    event_type,
+    set_condition,
+)
 from modelfleet.kube.client import (
     JOB,
     MODEL,
@@ -19,7 +24,6 @@ from modelfleet.kube.client import (
     namespace_terminating,
     resource_of,
 )
-from modelfleet.kube.identity import JOB_IDENTITIES
 from modelfleet.kube.timestamps import now_text, seconds_between
 from modelfleet.metrics import (
     DOWNLOAD_BYTES,
@@ -28,7 +32,8 @@ from modelfleet.metrics import (
     MODEL_CONDITIONS,
     ROLLOUT_DURATION,
 )
-from modelfleet.reconcile.common import StatusClock, status_changed
+from modelfleet.reconcile.common import status_changed
+from modelfleet.reconcile.context import Context, Emit
 from modelfleet.reconcile.model.decide import Plan, decide
 from modelfleet.reconcile.model.observe import (
     hub_source,
@@ -36,11 +41,8 @@ from modelfleet.reconcile.model.observe import (
     parse_model,
     paths_other_models_use,
 )
-from modelfleet.settings import OperatorSettings
 
 LOG = logging.getLogger(__name__)
-
-STATUS_CLOCK = StatusClock()
 
 
 def record_metrics(body: Manifest, plan: Plan) -> None:
@@ -94,7 +96,7 @@ def _write_children(kube: Kube, namespace: str, plan: Plan) -> None:
 
 
 def _show_write_failure(
-    kube: Kube, body: Manifest, plan: Plan, error: ApiException, emit: Any
+    kube: Kube, body: Manifest, plan: Plan, error: ApiException, emit: Emit
 ) -> None:
     """Put a refused child write on the Model (Ready=False, ApplyFailed, the API's message)
     before the reconcile is retried, so that the Model never shows a stale reason."""
@@ -117,13 +119,14 @@ def _show_write_failure(
     try:
         if status_changed(body, status):
             kube.patch_status(MODEL, meta["namespace"], meta["name"], status)
-            emit(body, "Warning", Reason.APPLY_FAILED, message)
+            emit(body, event_type(Reason.APPLY_FAILED), Reason.APPLY_FAILED, message)
     except ApiException as second:
         LOG.debug("could not show the failure on %s: %s", meta["name"], describe_error(second))
 
 
-def reconcile(kube: Kube, body: Manifest, settings: OperatorSettings, emit: Any) -> float | None:
+def reconcile(ctx: Context, body: Manifest) -> float | None:
     """One level-based reconcile of the Model ``body``; returns a requeue delay, if any."""
+    kube, settings, emit = ctx.kube, ctx.settings, ctx.emit
     meta = body["metadata"]
     try:
         model = parse_model(body)
@@ -143,7 +146,7 @@ def reconcile(kube: Kube, body: Manifest, settings: OperatorSettings, emit: Any)
         status = {"observedGeneration": meta.get("generation"), "conditions": conditions}
         if status_changed(body, status):
             kube.patch_status(MODEL, meta["namespace"], meta["name"], status)
-            emit(body, "Warning", Reason.INVALID_SPEC, message)
+            emit(body, event_type(Reason.INVALID_SPEC), Reason.INVALID_SPEC, message)
         return None
     observed = observe(kube, model)
     now = now_text()
@@ -156,7 +159,7 @@ def reconcile(kube: Kube, body: Manifest, settings: OperatorSettings, emit: Any)
             plan = decide(model, observed, settings, now)
     record_metrics(body, plan)
     if any(m["kind"] == "Job" for m in plan.create):
-        JOB_IDENTITIES.ensure(kube, settings, meta["namespace"])
+        ctx.identities.ensure(kube, settings, meta["namespace"])
     try:
         _write_children(kube, meta["namespace"], plan)
     except ApiException as error:
@@ -165,12 +168,12 @@ def reconcile(kube: Kube, body: Manifest, settings: OperatorSettings, emit: Any)
     requeue = plan.requeue_after
     if status_changed(body, plan.status):
         key = f"{meta['namespace']}/{meta['name']}"
-        wait = STATUS_CLOCK.wait(key, settings.status_progress_seconds)
+        wait = ctx.status_clock.wait(key, settings.status_progress_seconds)
         if plan.progress_only and wait > 0:
             requeue = min(requeue or wait, wait)
         else:
             kube.patch_status(MODEL, meta["namespace"], meta["name"], plan.status)
-            STATUS_CLOCK.written(key)
-    for event_type, reason, message in plan.events:
-        emit(body, event_type, reason, message)
+            ctx.status_clock.written(key)
+    for kind, reason, message in plan.events:
+        emit(body, kind, reason, message)
     return requeue

@@ -15,7 +15,7 @@ from modelfleet.api.v1alpha1.model import (
     RevisionStatus,
     ServingStatus,
 )
-from modelfleet.conditions import STALLED_REASONS, ConditionType, Reason
+from modelfleet.conditions import ConditionType, event_type
 
 # Which transition names the Event of a reconcile: a problem first, then what became true.
 _HEADLINE_ORDER = {
@@ -46,7 +46,7 @@ def transition_events(
         return []
 
     def warning(reason: str) -> bool:
-        return reason in STALLED_REASONS or reason in (Reason.UNSCHEDULABLE, Reason.CLAIM_PENDING)
+        return event_type(reason) == "Warning"
 
     def rank(reason: str) -> tuple[int, int]:
         changed = grouped[reason]
@@ -64,7 +64,7 @@ def transition_events(
         message = next((c["message"] for c in changed if c["message"]), "")
         label = states if reason == headline else f"{states} ({reason})"
         parts.append(f"{label}: {message}" if message else label)
-    return [("Warning" if warning(headline) else "Normal", headline, "; ".join(parts))]
+    return [(event_type(headline), headline, "; ".join(parts))]
 
 
 def significant(status: dict[str, Any]) -> dict[str, Any]:
