@@ -1,1 +1,1 @@
-"""The modelfleet API."""
+"""The modelfleet API: its CRD types, one package per API version."""
