@@ -16,7 +16,7 @@ export PATH=$PWD/.venv/bin:$PATH
 echo "== lint, format, types, CRD freshness"
 ruff check operator tests benchmarks
 ruff format --check operator tests benchmarks
-mypy --strict operator/
+mypy --strict operator/ tests/ benchmarks/
 modelfleet crds --check
 
 echo "== tools and the CPU vLLM engine (built and installed once into ~/.cache/modelfleet)"

@@ -7,6 +7,7 @@ import json
 import random
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 BLOCK = 1 << 20
 _POOL_BLOCKS = 16
@@ -68,15 +69,16 @@ class LazyBlob:
         return self.read(0, self.size)
 
 
+# Head size 32 (64 / 2 heads): the smallest vLLM's attention backends accept, so real
+# engines serve it in the local cluster and on GPUs.
+HIDDEN, INTERMEDIATE, HEADS, KV_HEADS = 64, 128, 2, 1
 TINY_LLAMA_CONFIG = {
     "architectures": ["LlamaForCausalLM"],
     "model_type": "llama",
-    # Head size 32 (64 / 2 heads): the smallest vLLM's attention backends accept, so real
-    # engines serve it in the local cluster and on GPUs.
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
+    "hidden_size": HIDDEN,
+    "intermediate_size": INTERMEDIATE,
+    "num_attention_heads": HEADS,
+    "num_key_value_heads": KV_HEADS,
     "num_hidden_layers": 1,
     "vocab_size": 32,
     "max_position_embeddings": 512,
@@ -109,8 +111,8 @@ def safetensors_bytes(tensors: dict[str, tuple[int, ...]], seed: int = 0) -> byt
 
 
 def _llama_tensors() -> dict[str, tuple[int, ...]]:
-    h, i, v = TINY_LLAMA_CONFIG["hidden_size"], TINY_LLAMA_CONFIG["intermediate_size"], 32
-    kv = h // TINY_LLAMA_CONFIG["num_attention_heads"] * TINY_LLAMA_CONFIG["num_key_value_heads"]
+    h, i, v = HIDDEN, INTERMEDIATE, 32
+    kv = h // HEADS * KV_HEADS
     return {
         "model.embed_tokens.weight": (v, h),
         "model.layers.0.input_layernorm.weight": (h,),
@@ -131,7 +133,7 @@ def _tokenizer_files() -> dict[str, bytes | LazyBlob]:
     vocab = {f"t{i}": i for i in range(32)}
     # Every field of a tokenizers serialization, so that transformers loads it (a fine-tune of
     # the demo model needs the tokenizer); any word outside the vocabulary is t0.
-    tokenizer = {
+    tokenizer: dict[str, Any] = {
         "version": "1.0",
         "truncation": None,
         "padding": None,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.hubserver.server import HubServer
+from tests.hubserver.server import Content, HubServer
 from tests.integration.test_model_lifecycle import (
     Models,
     _host_path,
@@ -31,7 +31,7 @@ GROUP, VERSION = "modelfleet.io", "v1alpha1"
 
 def _real_tiny_repo(hub: HubServer, directory: Path) -> str:
     model_dir = write_tiny_llama(directory)
-    files = {
+    files: dict[str, Content] = {
         p.relative_to(model_dir).as_posix(): p.read_bytes()
         for p in model_dir.rglob("*")
         if p.is_file()

@@ -93,8 +93,12 @@ class Models:
     def wait_reason(
         self, name: str, type_: str, reason: str, timeout: float = 120
     ) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            condition = self.condition(name, type_)
+            return condition if condition.get("reason") == reason else None
+
         condition: dict[str, Any] = wait_for(
-            lambda: (c := self.condition(name, type_)).get("reason") == reason and c,
+            reached,
             timeout=timeout,
             message=f"{type_} reason {reason}",
         )

@@ -32,7 +32,7 @@ def _gated_repo(hub: HubServer) -> str:
 
 def _gated_manifest(hub: HubServer, repo: str) -> dict[str, object]:
     manifest = tiny_manifest(hub)
-    source = manifest["spec"]["source"]["huggingface"]  # type: ignore[index]
+    source = manifest["spec"]["source"]["huggingface"]
     source["repo"] = repo
     source["tokenSecretRef"] = {"name": "hf-token", "key": "token"}
     return manifest

@@ -92,7 +92,7 @@ def test_two_replicas_only_one_acts_and_the_other_takes_over(
 
     def scaled() -> bool:
         deployment = apps.read_namespaced_deployment("served", namespace)
-        return (
+        return bool(
             deployment.spec.replicas == 1
             and models.condition("served", "Ready").get("observedGeneration")
             == models.get("served")["metadata"]["generation"]

@@ -186,8 +186,13 @@ def test_killed_engine_restarts_with_back_off_then_crash_loops(
         pid = wait_for(lambda: _engine_pid(address), timeout=60, message="an engine process")
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
+
+        def restarted(kills: int = kills) -> Any:
+            status = engine_status()
+            return status if status.restart_count >= kills else None
+
         status = wait_for(
-            lambda k=kills: (s := engine_status()).restart_count >= k and s,
+            restarted,
             timeout=60,
             message=f"restart {kills}",
         )

@@ -18,13 +18,17 @@ from typing import Any
 import celpy
 import jsonschema
 import yaml
+from celpy.adapter import json_to_cel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_crd(plural: str) -> dict[str, Any]:
     """The generated CRD from crds/."""
-    return yaml.safe_load((REPO_ROOT / "crds" / f"modelfleet.io_{plural}.yaml").read_text())
+    crd: dict[str, Any] = yaml.safe_load(
+        (REPO_ROOT / "crds" / f"modelfleet.io_{plural}.yaml").read_text()
+    )
+    return crd
 
 
 def crd_schema(crd: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +145,7 @@ def _quantity(text: celpy.celtypes.StringType) -> _Quantity:
     return _Quantity(text)
 
 
-_QUANTITY_FUNCTIONS = {
+_QUANTITY_FUNCTIONS: dict[str, Any] = {
     "isQuantity": _is_quantity,
     "quantity": _quantity,
     "isGreaterThan": lambda a, b: celpy.celtypes.BoolType(a.amount > b.amount),
@@ -154,12 +158,12 @@ def _cel_errors(schema: dict[str, Any], value: Any, old: Any, path: str) -> Iter
         uses_old = "oldSelf" in rule["rule"]
         if uses_old and old is None:
             continue  # a transition rule applies to updates only
-        activation = {"self": celpy.json_to_cel(value)}
+        activation = {"self": json_to_cel(value)}
         if uses_old:
-            activation["oldSelf"] = celpy.json_to_cel(old)
+            activation["oldSelf"] = json_to_cel(old)
         program = _CEL.program(_CEL.compile(rule["rule"]), functions=_QUANTITY_FUNCTIONS)
         result = program.evaluate(activation)
-        if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and result):
+        if not (isinstance(result, celpy.celtypes.BoolType) and result):
             field = path + rule.get("fieldPath", "")
             yield f"{field}: Invalid value: {rule.get('message', rule['rule'])}"
     if isinstance(value, dict):

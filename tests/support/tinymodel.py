@@ -48,7 +48,7 @@ def _word_level_tokenizer(chat_template: bool) -> Any:
     )
     trainer = trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS, min_frequency=1)
     backend.train_from_iterator(_CORPUS, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=backend,
         bos_token="<s>",
         eos_token="</s>",
@@ -89,7 +89,8 @@ def write_tiny_llama(directory: Path, seed: int = 0, *, chat_template: bool = Tr
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).to(torch.float32)
+    model: LlamaForCausalLM = LlamaForCausalLM(config)
+    model.to(torch.float32)  # type: ignore[arg-type]
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

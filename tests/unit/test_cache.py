@@ -24,9 +24,9 @@ def test_an_older_state_never_replaces_a_newer_one() -> None:
     cache = ObjectCache()
     cache.put(JOB, _obj("a", "20", state="created-by-us"))
     cache.put(JOB, _obj("a", "7", state="late-watch-event"))
-    assert cache.get(JOB, "ns", "a")["metadata"]["labels"] == {"state": "created-by-us"}
+    assert (cache.get(JOB, "ns", "a") or {})["metadata"]["labels"] == {"state": "created-by-us"}
     cache.put(JOB, _obj("a", "21", state="next"))
-    assert cache.get(JOB, "ns", "a")["metadata"]["labels"] == {"state": "next"}
+    assert (cache.get(JOB, "ns", "a") or {})["metadata"]["labels"] == {"state": "next"}
 
 
 def test_list_filters_by_namespace_and_every_label() -> None:
@@ -120,7 +120,7 @@ def test_storage_classes_are_read_once_a_minute() -> None:
         return {"metadata": {"name": path.rsplit("/", 1)[-1]}, "volumeBindingMode": "Immediate"}
 
     now = [1000.0]
-    kube = CachedKube(Kube(api=None), ObjectCache(), clock=lambda: now[0])  # type: ignore[arg-type]
+    kube = CachedKube(Kube(api=None), ObjectCache(), clock=lambda: now[0])
     kube.request = request  # type: ignore[method-assign]
     for _ in range(3):
         found = kube.get(STORAGE_CLASS, None, "fast")

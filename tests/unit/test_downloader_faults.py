@@ -93,8 +93,9 @@ def test_stall_is_aborted_by_the_watchdog_and_resumed(
     assert time.monotonic() - started < 10
     assert _weights(tmp_path) == blob.materialize()
     assert [r.range is not None for r in hub.gets("model.safetensors")] == [False, True]
-    assert progress.snapshot().last_error is not None
-    assert str(Reason.DOWNLOAD_STALLED) in progress.snapshot().last_error
+    last_error = progress.snapshot().last_error
+    assert last_error is not None
+    assert str(Reason.DOWNLOAD_STALLED) in last_error
 
 
 def test_endless_stall_fails_as_download_stalled(

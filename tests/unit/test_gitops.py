@@ -57,8 +57,8 @@ class Sample:
     kstatus: str
 
 
-# Each sample is a status the operator writes (reconcile/model/decide.py: Ready, Stalled and Reconciling
-# are set together on every reconcile).
+# Each sample is a status the operator writes (reconcile/model/decide.py: Ready, Stalled and
+# Reconciling are set together on every reconcile).
 SAMPLES = [
     Sample(
         "downloading",
