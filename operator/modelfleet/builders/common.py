@@ -234,3 +234,37 @@ def pod_failure_policy(*container_names: str) -> dict[str, Any]:
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
         ]
     }
+
+
+def job_spec(
+    *,
+    service_account: str,
+    pod_labels: dict[str, str],
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]],
+    backoff_limit: int,
+    active_deadline_seconds: int | None,
+    init_containers: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The spec of every modelfleet Job: its pod runs once per attempt under the Job identity
+    with the restricted security context, and a permanent failure (exit 2) of any container
+    spends no retry. No ttlSecondsAfterFinished: the operator reads a finished Job's result,
+    then deletes it."""
+    names = [c["name"] for c in init_containers or []] + [container["name"]]
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account,
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if init_containers:
+        pod["initContainers"] = init_containers
+    spec: dict[str, Any] = {
+        "backoffLimit": backoff_limit,
+        "podFailurePolicy": pod_failure_policy(*names),
+        "template": {"metadata": {"labels": pod_labels}, "spec": pod},
+    }
+    if active_deadline_seconds is not None:
+        spec["activeDeadlineSeconds"] = active_deadline_seconds
+    return spec

@@ -24,12 +24,11 @@ from modelfleet.builders.common import (
     claim_volume,
     container_security_context,
     env_var,
+    job_spec,
     labels,
     model_name,
     model_namespace,
     object_meta,
-    pod_failure_policy,
-    pod_security_context,
     scratch_gib,
     secret_env_var,
     stamp_spec_hash,
@@ -103,21 +102,14 @@ def _job(
         resources,
         volume_mount(WEIGHTS_VOLUME, settings.model_root, read_only=read_only),
     )
-    spec: dict[str, Any] = {"backoffLimit": backoff_limit}
-    if model.spec.download.active_deadline_seconds is not None:
-        spec["activeDeadlineSeconds"] = model.spec.download.active_deadline_seconds
-    # No ttlSecondsAfterFinished: the operator reads the finished Job's result, then deletes it.
-    spec["podFailurePolicy"] = pod_failure_policy(CONTAINER_NAME)
-    spec["template"] = {
-        "metadata": {"labels": labels(model, component)},
-        "spec": {
-            "restartPolicy": "Never",
-            "serviceAccountName": settings.job_service_account,
-            "securityContext": pod_security_context(),
-            "containers": [container],
-            "volumes": volumes,
-        },
-    }
+    spec = job_spec(
+        service_account=settings.job_service_account,
+        pod_labels=labels(model, component),
+        container=container,
+        volumes=volumes,
+        backoff_limit=backoff_limit,
+        active_deadline_seconds=model.spec.download.active_deadline_seconds,
+    )
     manifest: Manifest = {
         "apiVersion": "batch/v1",
         "kind": "Job",

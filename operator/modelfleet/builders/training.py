@@ -21,8 +21,7 @@ from modelfleet.builders.common import (
     claim_volume,
     container_security_context,
     env_var,
-    pod_failure_policy,
-    pod_security_context,
+    job_spec,
     scratch_gib,
     stamp_spec_hash,
     tmp_volume,
@@ -203,25 +202,15 @@ def build_training_job(
             volume_mount(TMP_VOLUME, TMP_PATH),
         ],
     }
-    job_spec: dict[str, Any] = {
-        "backoffLimit": spec.retries,
-        "podFailurePolicy": pod_failure_policy(
-            *(c["name"] for c in init_containers), CONTAINER_NAME
-        ),
-        "template": {
-            "metadata": {"labels": finetune_labels(job)},
-            "spec": {
-                "restartPolicy": "Never",
-                "serviceAccountName": settings.job_service_account,
-                "securityContext": pod_security_context(),
-                **({"initContainers": init_containers} if init_containers else {}),
-                "containers": [container],
-                "volumes": volumes,
-            },
-        },
-    }
-    if spec.active_deadline_seconds is not None:
-        job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    pod_job = job_spec(
+        service_account=settings.job_service_account,
+        pod_labels=finetune_labels(job),
+        container=container,
+        volumes=volumes,
+        backoff_limit=spec.retries,
+        active_deadline_seconds=spec.active_deadline_seconds,
+        init_containers=init_containers,
+    )
     manifest: Manifest = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -240,6 +229,6 @@ def build_training_job(
                 }
             ],
         },
-        "spec": job_spec,
+        "spec": pod_job,
     }
     return stamp_spec_hash(manifest)

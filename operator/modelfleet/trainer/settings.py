@@ -8,6 +8,17 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelfleet.api.v1alpha1.finetunejob import (
+    BatchSize,
+    Epochs,
+    GradientAccumulation,
+    LearningRate,
+    LoraAlpha,
+    LoraDropout,
+    LoraRank,
+    MaxSeqLength,
+)
+
 
 class Method(StrEnum):
     """LoRA adapters on a frozen base, or every weight trained."""
@@ -36,14 +47,15 @@ class TrainerSettings(BaseSettings):
     dataset_file: str = ""
     """With ``dataset_repo``: the file's path in the repository."""
     method: Method = Method.LORA
-    epochs: float = Field(default=3, gt=0, le=1000)
-    batch_size: int = Field(default=4, ge=1, le=4096)
-    learning_rate: float = Field(default=2e-4, gt=0, le=1)
-    max_seq_length: int = Field(default=1024, ge=8, le=1048576)
-    lora_rank: int = Field(default=16, ge=1, le=1024)
-    lora_alpha: int = Field(default=32, ge=1, le=4096)
-    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
-    gradient_accumulation: int = Field(default=1, ge=1, le=1024)
+    # Bounds as the API refuses them; the defaults only matter to a Job started by hand.
+    epochs: Epochs = 3
+    batch_size: BatchSize = 4
+    learning_rate: LearningRate = 2e-4
+    max_seq_length: MaxSeqLength = 1024
+    lora_rank: LoraRank = 16
+    lora_alpha: LoraAlpha = 32
+    lora_dropout: LoraDropout = 0.05
+    gradient_accumulation: GradientAccumulation = 1
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
     """Share of the optimizer steps over which the learning rate ramps up linearly."""
     merge: bool = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -99,24 +99,35 @@ class Dataset(ApiModel):
     """A file in a Hugging Face dataset repository."""
 
 
+# The bounds of each hyperparameter, shared with the trainer's settings.
+Epochs = Annotated[float, Field(gt=0, le=1000)]
+BatchSize = Annotated[int, Field(ge=1, le=4096)]
+LearningRate = Annotated[float, Field(gt=0, le=1)]
+MaxSeqLength = Annotated[int, Field(ge=8, le=1048576)]
+LoraRank = Annotated[int, Field(ge=1, le=1024)]
+LoraAlpha = Annotated[int, Field(ge=1, le=4096)]
+LoraDropout = Annotated[float, Field(ge=0, lt=1)]
+GradientAccumulation = Annotated[int, Field(ge=1, le=1024)]
+
+
 class Hyperparameters(ApiModel):
     """Training hyperparameters."""
 
-    epochs: float = Field(default=3, gt=0, le=1000)
+    epochs: Epochs = 3
     """Passes over the dataset."""
-    batch_size: int = Field(default=4, ge=1, le=4096)
+    batch_size: BatchSize = 4
     """Rows per device per step."""
-    learning_rate: float = Field(default=2e-4, gt=0, le=1)
+    learning_rate: LearningRate = 2e-4
     """Peak learning rate."""
-    max_seq_length: int = Field(default=1024, ge=8, le=1048576)
+    max_seq_length: MaxSeqLength = 1024
     """Longer rows are truncated."""
-    lora_rank: int = Field(default=16, ge=1, le=1024)
+    lora_rank: LoraRank = 16
     """LoRA rank r."""
-    lora_alpha: int = Field(default=32, ge=1, le=4096)
+    lora_alpha: LoraAlpha = 32
     """LoRA scaling alpha."""
-    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    lora_dropout: LoraDropout = 0.05
     """Dropout on the LoRA layers."""
-    gradient_accumulation: int = Field(default=1, ge=1, le=1024)
+    gradient_accumulation: GradientAccumulation = 1
     """Steps whose gradients are summed before an optimizer step."""
 
 
