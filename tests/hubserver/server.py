@@ -14,12 +14,13 @@ import hashlib
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from tests.hubserver.repos import BLOCK, LazyBlob
 
@@ -67,10 +68,17 @@ def _stored(path: str, content: Content) -> StoredFile:
 
 @dataclass
 class Commit:
-    """An immutable set of files; its sha is computed from its content and parent."""
+    """An immutable set of files; its sha is computed from its content and parent.
+
+    A hostile or huge listing: ``listed_extra`` synthetic files (``filler/0000000.bin``...,
+    made page by page, never stored, a GET of one is 404) and ``raw_entries`` (tree entries
+    listed exactly as given: any size, any type, the same path twice) follow the real files.
+    """
 
     sha: str
     files: dict[str, StoredFile]
+    listed_extra: int = 0
+    raw_entries: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass
@@ -101,8 +109,25 @@ class Fault:
     corrupt: bool = False  # flip one byte of the body (sha256 no longer matches)
     ignore_range: bool = False  # answer Range requests with 200 and the full body
     throttle_bps: float | None = None  # bytes per second
+    # Answer with a 302 to ``redirect_to`` + the request's path (a base such as
+    # http://127.0.0.1:PORT, http://169.254.169.254 or the hub's own endpoint for a loop).
+    redirect_to: str | None = None
+    # Header values sent instead of the real ones (same name, any case) or added: a
+    # Content-Length that disagrees with the body, a negative X-Linked-Size, a huge header.
+    headers: dict[str, str] | None = None
     times: int | None = None
     hits: int = 0
+
+    @property
+    def kind(self) -> str:
+        """What the fault replaces: the status, the answer (a redirect), headers or the body."""
+        if self.status is not None:
+            return "status"
+        if self.redirect_to is not None:
+            return "redirect"
+        if self.headers is not None:
+            return "headers"
+        return "body"
 
     def matches(self, file_path: str | None) -> bool:
         if self.times is not None and self.hits >= self.times:
@@ -125,6 +150,30 @@ class RequestRecord:
     range: str | None
     authorized: bool
     bytes_sent: int
+
+
+class _Listing:
+    """A commit's tree: its files and folders, then (the whole tree listed recursively) its raw
+    entries and ``listed_extra`` synthetic files made by index, so a page of a listing of
+    200,000 entries costs one page of memory."""
+
+    def __init__(self, commit: Commit, stored: list[dict[str, object]], whole: bool) -> None:
+        self._head = stored + commit.raw_entries if whole else stored
+        self._extra = commit.listed_extra if whole else 0
+
+    def __len__(self) -> int:
+        return len(self._head) + self._extra
+
+    def entries(self, start: int, stop: int) -> Iterator[dict[str, object]]:
+        """Entries ``[start, stop)``."""
+        yield from self._head[start:stop]
+        for number in range(max(0, start - len(self._head)), max(0, stop - len(self._head))):
+            yield {
+                "type": "file",
+                "oid": f"{number:040x}",
+                "size": 1,
+                "path": f"filler/{number:07d}.bin",
+            }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -153,8 +202,13 @@ class _Server(ThreadingHTTPServer):
 class HubServer:
     """A Hugging Face Hub stand-in for tests; see :meth:`add_repo` and :meth:`add_fault`."""
 
-    def __init__(self, valid_tokens: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, valid_tokens: tuple[str, ...] = (), *, tree_page_size: int | None = 1000
+    ) -> None:
         self.repos: dict[str, Repo] = {}
+        # Tree entries per page, with a Link to the next (the Hub pages by 1000); None answers
+        # any listing in one response, as a hub that ignores paging would.
+        self.tree_page_size = tree_page_size
         self.faults: list[Fault] = []
         self.requests: list[RequestRecord] = []
         self.valid_tokens: set[str] = set(valid_tokens)
@@ -162,13 +216,22 @@ class HubServer:
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._tls = False
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self, port: int = 0, host: str = "127.0.0.1") -> HubServer:
+    def start(
+        self, port: int = 0, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None
+    ) -> HubServer:
         """Bind ``host`` (127.0.0.1 unless it runs in a test's pod) on ``port`` (ephemeral by
-        default) and serve in a thread."""
+        default) and serve in a thread; with ``tls`` (a server context) over https."""
         server = _Server((host, port), _Handler)
         server.hub = self
+        if tls is not None:
+            # The handshake happens in the handler's thread, on its first read.
+            server.socket = tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self._tls = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True, name="hub")
         self._thread.start()
@@ -194,7 +257,7 @@ class HubServer:
         """Base URL, for ``HF_ENDPOINT``."""
         assert self._server is not None, "start() the hub first"
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self._tls else 'http'}://{host!s}:{port}"
 
     # -- content ---------------------------------------------------------------------------
     def add_repo(
@@ -207,16 +270,22 @@ class HubServer:
         token: str | None = None,
         repo_type: str = "model",
         commit_id: str | None = None,
+        listed_extra: int = 0,
+        raw_entries: list[dict[str, object]] | None = None,
     ) -> str:
         """Create a repo with one commit that ``branches`` point at; return its sha. A dataset
-        repository is kept, and named to add_commit, as ``datasets/<repo_id>``. ``commit_id``
-        plays a hostile hub (see :meth:`add_commit`)."""
+        repository is kept, and named to add_commit, as ``datasets/<repo_id>``. ``commit_id``,
+        ``listed_extra`` and ``raw_entries`` play a hostile hub (see :meth:`add_commit` and
+        :class:`Commit`)."""
         repo = Repo(repo_id, gated=gated, token=token)
         if token is not None:
             self.valid_tokens.add(token)
         key = repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
         self.repos[key] = repo
-        return self.add_commit(key, files, branches=branches, commit_id=commit_id)
+        sha = self.add_commit(key, files, branches=branches, commit_id=commit_id)
+        repo.commits[sha].listed_extra = listed_extra
+        repo.commits[sha].raw_entries = list(raw_entries or [])
+        return sha
 
     def add_commit(
         self,
@@ -302,18 +371,38 @@ class HubServer:
             self.requests.append(record)
         return record
 
-    def _take_fault(self, file: str | None, **wanted: bool) -> Fault | None:
+    def _take_fault(self, file: str | None, kind: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if not fault.matches(file):
-                    continue
-                if wanted.get("status") and fault.status is None:
-                    continue
-                if wanted.get("body") and fault.status is not None:
-                    continue
-                fault.hits += 1
-                return fault
+                if fault.kind == kind and fault.matches(file):
+                    fault.hits += 1
+                    return fault
         return None
+
+    def _redirected(self, handler: _Handler, file: str | None) -> bool:
+        """Answer with the redirect a fault asks for, if one does."""
+        fault = self._take_fault(file, "redirect")
+        if fault is None:
+            return False
+        assert fault.redirect_to is not None
+        self._record(handler, file, 302)
+        handler.send_response(302)
+        handler.send_header("Location", fault.redirect_to + handler.path)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return True
+
+    def _send_headers(self, handler: _Handler, headers: dict[str, str], file: str | None) -> None:
+        """``headers``, with what a headers fault replaces or adds, and the end of them."""
+        fault = self._take_fault(file, "headers")
+        if fault is not None and fault.headers is not None:
+            lowered = {name.lower(): name for name in headers}
+            for name, value in fault.headers.items():
+                headers.pop(lowered.get(name.lower(), name), None)
+                headers[name] = value
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
 
     def _send_error(
         self,
@@ -339,14 +428,38 @@ class HubServer:
         if handler.command != "HEAD":
             handler.wfile.write(body)
 
-    def _send_json(self, handler: _Handler, payload: object) -> None:
+    def _send_json(self, handler: _Handler, payload: object, *, link: str | None = None) -> None:
         body = json.dumps(payload).encode()
         self._record(handler, None, 200)
         handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        if link is not None:
+            headers["Link"] = f'<{link}>; rel="next"'
+        self._send_headers(handler, headers, None)
         handler.wfile.write(body)
+
+    def _send_json_stream(self, handler: _Handler, entries: Iterator[dict[str, object]]) -> None:
+        """A JSON list sent chunked as it is made: a huge listing in little memory."""
+        self._record(handler, None, 200)
+        handler.send_response(200)
+        self._send_headers(
+            handler, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}, None
+        )
+
+        def chunk(data: bytes) -> None:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+        batch: list[bytes] = []
+        first = True
+        for entry in entries:
+            batch.append((b"[" if first else b",") + json.dumps(entry).encode())
+            first = False
+            if len(batch) == 1000:
+                chunk(b"".join(batch))
+                batch.clear()
+        batch.append(b"[]" if first else b"]")
+        chunk(b"".join(batch))
+        handler.wfile.write(b"0\r\n\r\n")
 
     def _token(self, handler: _Handler) -> str | None:
         auth = handler.headers.get("Authorization", "")
@@ -438,9 +551,11 @@ class HubServer:
         return None, parts
 
     def _handle_api(self, handler: _Handler, parts: list[str], query: dict[str, list[str]]) -> None:
-        fault = self._take_fault(None, status=True)
+        fault = self._take_fault(None, "status")
         if fault is not None:
             self._status_fault(handler, fault, None)
+            return
+        if self._redirected(handler, None):
             return
         repo, rest = self._find_repo(parts)
         if repo is None:
@@ -456,7 +571,10 @@ class HubServer:
                     handler, 404, "RevisionNotFound", f"Invalid rev id: {revision}", None
                 )
                 return
-            self._send_json(handler, self._model_info(repo, commit))
+            info = self._model_info(repo, commit)
+            if "expand" in query:  # only what was asked for, as the Hub answers
+                info = {k: v for k, v in info.items() if k in {"_id", "id", *query["expand"]}}
+            self._send_json(handler, info)
         elif rest[0] == "tree" and len(rest) >= 2:
             commit = self._resolve_ref(repo, rest[1])
             if commit is None:
@@ -465,7 +583,11 @@ class HubServer:
                 )
                 return
             recursive = query.get("recursive", ["false"])[0].lower() == "true"
-            self._send_json(handler, self._tree(commit, "/".join(rest[2:]), recursive))
+            prefix = "/".join(rest[2:])
+            listing = _Listing(
+                commit, self._tree(commit, prefix, recursive), recursive and not prefix
+            )
+            self._send_tree(handler, listing, int(query.get("cursor", ["0"])[0]))
         else:
             self._send_error(handler, 404, None, "Not Found", None)
 
@@ -486,6 +608,20 @@ class HubServer:
             "createdAt": "2024-01-01T00:00:00.000Z",
             "siblings": [{"rfilename": p} for p in sorted(commit.files)],
         }
+
+    def _send_tree(self, handler: _Handler, listing: _Listing, cursor: int) -> None:
+        """One page of ``listing`` from ``cursor`` with a Link to the next, or all of it."""
+        if self.tree_page_size is None:
+            self._send_json_stream(handler, listing.entries(0, len(listing)))
+            return
+        stop = min(len(listing), cursor + self.tree_page_size)
+        link = None
+        if stop < len(listing):
+            url = urlsplit(handler.path)
+            query = {k: v for k, v in parse_qs(url.query).items() if k != "cursor"}
+            query["cursor"] = [str(stop)]
+            link = f"{self.endpoint}{url.path}?{urlencode(query, doseq=True)}"
+        self._send_json(handler, list(listing.entries(cursor, stop)), link=link)
 
     def _tree(self, commit: Commit, prefix: str, recursive: bool) -> list[dict[str, object]]:
         entries: dict[str, dict[str, object]] = {}
@@ -543,11 +679,13 @@ class HubServer:
         if stored is None:
             self._send_error(handler, 404, "EntryNotFound", "Entry not found", file)
             return
-        fault = self._take_fault(file, status=True)
+        fault = self._take_fault(file, "status")
         if fault is not None:
             self._status_fault(handler, fault, file)
             return
-        body_fault = None if head else self._take_fault(file, body=True)
+        if self._redirected(handler, file):
+            return
+        body_fault = None if head else self._take_fault(file, "body")
         start, end = 0, stored.size
         status = 200
         range_header = handler.headers.get("Range")
@@ -570,17 +708,16 @@ class HubServer:
         record = self._record(handler, file, status)
         handler.send_response(status)
         etag = stored.sha256 if stored.lfs else stored.blob_id
-        handler.send_header("X-Repo-Commit", commit.sha)
-        handler.send_header("ETag", f'"{etag}"')
+        headers = {"X-Repo-Commit": commit.sha, "ETag": f'"{etag}"'}
         if stored.lfs:
-            handler.send_header("X-Linked-Etag", f'"{stored.sha256}"')
-            handler.send_header("X-Linked-Size", str(stored.size))
-        handler.send_header("Accept-Ranges", "bytes")
-        handler.send_header("Content-Type", "application/octet-stream")
-        handler.send_header("Content-Length", str(end - start))
+            headers["X-Linked-Etag"] = f'"{stored.sha256}"'
+            headers["X-Linked-Size"] = str(stored.size)
+        headers["Accept-Ranges"] = "bytes"
+        headers["Content-Type"] = "application/octet-stream"
+        headers["Content-Length"] = str(end - start)
         if status == 206:
-            handler.send_header("Content-Range", f"bytes {start}-{end - 1}/{stored.size}")
-        handler.end_headers()
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{stored.size}"
+        self._send_headers(handler, headers, file)
         if not head:
             self._send_body(handler, record, stored, start=start, end=end, fault=body_fault)
 

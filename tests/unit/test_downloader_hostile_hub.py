@@ -7,70 +7,23 @@ with VerificationFailed and leave every byte outside the Model's own revision di
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from modelfleet.conditions import Reason
-from modelfleet.downloader.download import download_model
-from modelfleet.downloader.job import main
 from tests.hubserver import HubServer, tiny_model_files
-from tests.hubserver.fixtures import download_request, job_env, running_hub
+from tests.hubserver.fixtures import running_hub
+from tests.hubserver.volume import VICTIM, Volume
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 REPO = "org/model"
-VICTIM = "other-org/other-model"
 
 
 @pytest.fixture
 def hub() -> Iterator[HubServer]:
     yield from running_hub()
-
-
-class Volume:
-    """A weights volume holding another Model's complete download, and a directory beside it."""
-
-    def __init__(self, hub: HubServer, tmp_path: Path) -> None:
-        self.hub = hub
-        self.root = tmp_path / "volume"
-        self.outside = tmp_path / "outside"
-        self.termination_log = tmp_path / "termination-log"
-        self.outside.mkdir()
-        (self.outside / "keep.txt").write_bytes(b"not the hub's to write\n")
-        self.victim_sha = hub.add_repo(VICTIM, tiny_model_files(seed=1))
-        download_model(download_request(hub, self.root, VICTIM))
-        hub.reset_counters()
-
-    def snapshot(self, exclude: Path | None = None) -> dict[str, str]:
-        """Every file, link and directory under the volume and beside it, with content hashes."""
-        seen: dict[str, str] = {}
-        for top in (self.root, self.outside):
-            for dirpath, dirnames, filenames in os.walk(top):
-                for name in [*dirnames, *filenames]:
-                    path = Path(dirpath) / name
-                    if exclude is not None and path.is_relative_to(exclude):
-                        continue
-                    if path.is_symlink():
-                        seen[str(path)] = f"link {os.readlink(path)}"
-                    elif path.is_dir():
-                        seen[str(path)] = "dir"
-                    else:
-                        seen[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
-        return seen
-
-    def run_job(self, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
-        """Run the download Job of ``REPO`` in-process; return its result line."""
-        env = job_env(self.hub, self.root, REPO)
-        env["MODELFLEET_TERMINATION_LOG"] = str(self.termination_log)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        assert main() != 0
-        result: dict[str, object] = json.loads(self.termination_log.read_text())
-        return result
 
 
 @pytest.fixture
@@ -103,7 +56,7 @@ def test_a_hostile_commit_id_fails_and_writes_nothing(
     hub.add_repo(REPO, files, commit_id=commit_id)
     before = volume.snapshot()
 
-    result = volume.run_job(monkeypatch)
+    result = volume.run_job(monkeypatch, REPO)
 
     assert result["result"] == "Failed"
     assert result["reason"] == Reason.VERIFICATION_FAILED
@@ -135,7 +88,7 @@ def test_a_hostile_file_name_fails_and_writes_nothing(
     own = volume.root / REPO / sha
     before = volume.snapshot(exclude=own)
 
-    result = volume.run_job(monkeypatch)
+    result = volume.run_job(monkeypatch, REPO)
 
     assert result["result"] == "Failed"
     assert result["reason"] == Reason.VERIFICATION_FAILED
@@ -155,7 +108,7 @@ def test_a_link_in_the_revision_directory_cannot_carry_a_file_outside(
     (own / "weights").symlink_to(volume.outside, target_is_directory=True)
     before = volume.snapshot(exclude=own)
 
-    result = volume.run_job(monkeypatch)
+    result = volume.run_job(monkeypatch, REPO)
 
     assert result["result"] == "Failed"
     assert result["reason"] == Reason.VERIFICATION_FAILED

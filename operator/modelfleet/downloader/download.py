@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -12,12 +13,14 @@ from typing import Protocol
 from huggingface_hub.utils._paths import filter_repo_objects
 
 from modelfleet.conditions import Reason
+from modelfleet.downloader import nofollow
 from modelfleet.downloader.errors import DownloadError, redact
 from modelfleet.downloader.hub import HubClient, RemoteFile, RemoteSnapshot, validate_repo_id
 from modelfleet.downloader.layout import (
     clear_stale,
     ensure_inside,
     file_target,
+    is_reserved,
     model_dir,
     partial_path,
     prune_revisions,
@@ -25,6 +28,7 @@ from modelfleet.downloader.layout import (
     touch_last_used,
     validate_commit_id,
 )
+from modelfleet.downloader.listing import MAX_LISTING_ENTRIES, check_listing
 from modelfleet.downloader.manifest import (
     Manifest,
     ManifestFile,
@@ -75,6 +79,7 @@ class DownloadRequest:
     stall_timeout: float = 300.0
     max_workers: int = 8
     fsync: bool = True
+    max_listing_entries: int = MAX_LISTING_ENTRIES
     endpoint: str | None = None
     token: str | None = field(default=None, repr=False)
 
@@ -96,34 +101,44 @@ class DownloadReport:
 
 def make_source(request: DownloadRequest) -> SnapshotSource:
     """The client for ``request.source``."""
+    limit = request.max_listing_entries
     if request.source is Source.HUGGINGFACE:
-        return HubClient(request.endpoint, request.token)
+        return HubClient(request.endpoint, request.token, max_entries=limit)
     if request.source is Source.HUGGINGFACE_DATASET:
-        return HubClient(request.endpoint, request.token, repo_type="dataset")
+        return HubClient(request.endpoint, request.token, repo_type="dataset", max_entries=limit)
     if request.source is Source.MODELSCOPE:
         # Imported here because it pulls in the optional modelscope package on use.
         from modelfleet.downloader.modelscope_source import ModelScopeClient  # noqa: PLC0415
 
-        return ModelScopeClient(request.endpoint, request.token)
+        return ModelScopeClient(request.endpoint, request.token, max_entries=limit)
     raise DownloadError(Reason.INVALID_SPEC, f"source {request.source} is verified, not downloaded")
 
 
 def select_files(
     files: Sequence[RemoteFile], allow: Sequence[str] | None, ignore: Sequence[str] | None
 ) -> list[RemoteFile]:
-    """Files matching the allow patterns and none of the ignore patterns (fnmatch, like hf)."""
-    return list(
-        filter_repo_objects(
-            files,
-            allow_patterns=list(allow) if allow else None,
-            ignore_patterns=list(ignore) if ignore else None,
-            key=lambda f: f.path,
-        )
+    """Files matching the allow patterns and none of the ignore patterns (fnmatch, like hf),
+    less those named like the downloader's own (kept apart: see layout.is_reserved)."""
+    selected = filter_repo_objects(
+        files,
+        allow_patterns=list(allow) if allow else None,
+        ignore_patterns=list(ignore) if ignore else None,
+        key=lambda f: f.path,
     )
+    kept: list[RemoteFile] = []
+    for f in selected:
+        if is_reserved(f.path):
+            LOG.warning("not downloading %r: the name is reserved for the downloader", f.path)
+        else:
+            kept.append(f)
+    return kept
 
 
-def _existing_manifest(directory: Path, paths: set[str], verify: VerifyMode) -> Manifest | None:
-    if not manifest_path(directory).is_file():
+def _existing_manifest(
+    root: Path, directory: Path, paths: set[str], verify: VerifyMode
+) -> Manifest | None:
+    # status() refuses a link at the manifest or on the way to it (the revision directory).
+    if nofollow.regular_size(root, manifest_path(directory)) is None:
         return None
     try:
         manifest = load_and_verify_manifest(directory, verify)
@@ -131,10 +146,10 @@ def _existing_manifest(directory: Path, paths: set[str], verify: VerifyMode) -> 
         LOG.warning(
             "existing manifest in %s does not verify (%s): downloading again", directory, error
         )
-        manifest_path(directory).unlink(missing_ok=True)
+        nofollow.unlink(root, manifest_path(directory))
         return None
     if not paths <= {f.path for f in manifest.files}:
-        manifest_path(directory).unlink(missing_ok=True)
+        nofollow.unlink(root, manifest_path(directory))
         return None
     return manifest
 
@@ -169,6 +184,7 @@ def download_model(
         return source.snapshot(request.repo, request.revision)
 
     snapshot = call_with_retries(resolve, request.policy, on_retry=on_retry)
+    check_listing(snapshot.files)
     selected = select_files(snapshot.files, request.allow_patterns, request.ignore_patterns)
     if not selected:
         raise DownloadError(
@@ -181,22 +197,24 @@ def download_model(
         ensure_inside(directory, partial_path(directory, f.path))
     total = sum(f.size for f in selected)
     progress.plan(revision=snapshot.sha, bytes_total=total, files_total=len(selected))
-    if request.force and directory.exists():
-        shutil.rmtree(directory)
+    root = request.root
+    if request.force:
+        with suppress(FileNotFoundError):
+            nofollow.remove_tree(root, directory)
 
     paths = {f.path for f in selected}
-    if _existing_manifest(directory, paths, request.verify) is not None:
+    if _existing_manifest(root, directory, paths, request.verify) is not None:
         LOG.info("%s@%s is already complete in %s", request.repo, snapshot.sha, directory)
         progress.add_bytes(total)
         for _ in selected:
             progress.file_done()
-        touch_last_used(directory)
+        touch_last_used(root, directory)
         return DownloadReport(
             request.repo, request.revision, snapshot.sha, directory, total, 0, len(selected), True
         )
 
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in clear_stale(directory, expected=paths):
+    nofollow.make_directories(root, directory)
+    for stale in clear_stale(root, directory, expected=paths):
         LOG.info("removed leftover %s", stale)
     tasks = [
         FileTask(
@@ -215,7 +233,7 @@ def download_model(
         max_workers=request.max_workers,
         fsync=request.fsync,
     )
-    transfer = Transfer(directory, source.headers(), options, progress, secrets)
+    transfer = Transfer(directory, source.headers(), options, progress, secrets, root=root)
     try:
         try:
             _check_free_space(directory, transfer.remaining_bytes(tasks))
@@ -231,7 +249,7 @@ def download_model(
     progress.set_phase("Verifying")
     if request.source is not Source.HUGGINGFACE_DATASET:  # a dataset file is not a model
         check_completeness(directory, {f.path: f.size for f in selected})
-    remove_partials(directory)
+    remove_partials(root, directory)
     manifest = Manifest(
         repo=request.repo,
         source=request.source.value,
@@ -244,8 +262,8 @@ def download_model(
         ],
         total_bytes=total,
     )
-    touch_last_used(directory)
-    write_manifest(directory, manifest)
+    touch_last_used(root, directory)
+    write_manifest(directory, manifest, root=root)
     # The new revision is the newest complete one, so it is always among those kept.
     pruned = prune_revisions(
         request.root, request.repo, request.keep_revisions, request.protected_paths

@@ -5,7 +5,8 @@ HTTP/1.1 parser and re-chunks them with extra copies; on a fast link that Python
 network, is the limit, and it leaves no CPU for hashing. Here a body goes from the socket into
 one reused buffer with ``readinto`` (one copy), on stdlib ``http.client`` connections kept alive
 per worker thread. Redirects (the Hub sends large files to a CDN), proxies from the usual
-environment variables and TLS with the system's and certifi's roots are handled here too.
+environment variables and TLS with the system's and certifi's roots are handled here too; every
+URL, redirect and resolved address passes :mod:`destinations` before a connection is made.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from urllib.parse import SplitResult, unquote, urljoin, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
-MAX_REDIRECTS = 10
+from modelfleet.downloader import destinations
+from modelfleet.downloader.destinations import MAX_REDIRECTS
+
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Never carried to another origin by a redirect (the CDN gets a signed URL instead).
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -55,6 +58,23 @@ def _tls_context() -> ssl.SSLContext:
     except (ImportError, OSError):
         pass
     return context
+
+
+class _CheckedHTTPConnection(http.client.HTTPConnection):
+    """Connects only to addresses :func:`destinations.connect` checked (http.client's own hook
+    for how a connection is made; test_downloader_redirects fails loudly if it moves)."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._create_connection = destinations.connect
+
+
+class _CheckedHTTPSConnection(http.client.HTTPSConnection):
+    """:class:`_CheckedHTTPConnection` with TLS."""
+
+    def __init__(self, host: str, port: int, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._create_connection = destinations.connect
 
 
 class BodyResponse:
@@ -129,13 +149,13 @@ class HttpFetcher:
             host, port = proxy.hostname or "", proxy.port or 80
         connection: http.client.HTTPConnection
         if origin.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                host, port, timeout=self.connect_timeout, context=self._tls_context()
+            connection = _CheckedHTTPSConnection(
+                host, port, self.connect_timeout, self._tls_context()
             )
             if proxy is not None:
                 connection.set_tunnel(origin.host, origin.port, headers=_proxy_auth(proxy))
         else:
-            connection = http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
+            connection = _CheckedHTTPConnection(host, port, self.connect_timeout)
         connection.connect()
         assert connection.sock is not None
         # The read timeout is the stall watchdog: no byte for this long fails the read.
@@ -201,9 +221,11 @@ class HttpFetcher:
     def get(self, url: str, headers: Mapping[str, str]) -> Iterator[BodyResponse]:
         """GET ``url`` following redirects; yields the final response with its body unread.
 
-        A connection whose body was read to the end goes back to this thread's pool; any other
+        Every URL and redirect passes :mod:`destinations` first (VerificationFailed). A
+        connection whose body was read to the end goes back to this thread's pool; any other
         is closed, so a half-read body never confuses the next request.
         """
+        destinations.check_url(url)
         current, sent = urlsplit(url), dict(headers)
         for _ in range(MAX_REDIRECTS + 1):
             origin, connection, response = self._request(current, sent)
@@ -213,7 +235,7 @@ class HttpFetcher:
             response.read(64 << 10)  # a redirect's body is a line of text at most
             if not response.isclosed():
                 self._discard(origin, connection)
-            target = urlsplit(urljoin(current.geturl(), location))
+            target = urlsplit(destinations.check_redirect(current.geturl(), location))
             if _Origin.of(target) != origin:
                 sent = {k: v for k, v in sent.items() if k.lower() not in _CREDENTIAL_HEADERS}
             current = target

@@ -23,17 +23,21 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.hf_api import RepoFile
+from huggingface_hub.hf_api import DatasetInfo, ModelInfo, RepoFile
 from huggingface_hub.utils._headers import build_hf_headers
-from huggingface_hub.utils._http import hf_request_event_hook, set_client_factory
 
 from modelfleet.conditions import Reason
+from modelfleet.downloader import hub_session
+from modelfleet.downloader.destinations import MAX_REDIRECTS
 from modelfleet.downloader.errors import DownloadError, clean_token, redact
 from modelfleet.downloader.layout import validate_commit_id, validate_file_path
+from modelfleet.downloader.listing import MAX_LISTING_ENTRIES, bounded, declared_size
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 T = TypeVar("T")
+# Where the Job and the CLI have always found it.
+configure_hub_session = hub_session.configure_hub_session
 
 
 @dataclass(frozen=True)
@@ -83,19 +87,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def configure_hub_session(timeout_seconds: float) -> None:
-    """Give huggingface_hub's shared HTTP client a timeout: its default waits forever."""
-
-    def factory() -> httpx2.Client:
-        return httpx2.Client(
-            event_hooks={"request": [hf_request_event_hook]},
-            follow_redirects=True,
-            timeout=httpx2.Timeout(timeout_seconds, connect=min(30.0, timeout_seconds)),
-        )
-
-    set_client_factory(factory)
-
-
 def map_hub_error(error: Exception, secrets: Sequence[str | None] = ()) -> DownloadError:
     """Turn a huggingface_hub or HTTP error into a typed, redacted :class:`DownloadError`."""
     message = redact(
@@ -116,6 +107,10 @@ def map_hub_error(error: Exception, secrets: Sequence[str | None] = ()) -> Downl
         return DownloadError(Reason.INCOMPLETE, f"file listed by the hub is missing: {message}")
     if isinstance(error, HfHubHTTPError) and error.response is not None:
         return map_status(error.response.status_code, error.response.headers, message)
+    if isinstance(error, httpx2.TooManyRedirects):
+        return DownloadError(
+            Reason.NETWORK_ERROR, f"more than {MAX_REDIRECTS} redirects: {message}"
+        )
     if isinstance(error, httpx2.TimeoutException):
         return DownloadError(Reason.DOWNLOAD_STALLED, f"no response: {message}")
     if isinstance(error, httpx2.TransportError):
@@ -143,17 +138,36 @@ def map_status(status: int, headers: Mapping[str, str], message: str) -> Downloa
     return DownloadError(Reason.NETWORK_ERROR, f"HTTP {status}: {message}", retry_after=retry_after)
 
 
+def _remote_file(entry: RepoFile) -> RemoteFile:
+    path = validate_file_path(entry.path)
+    return RemoteFile(
+        path=path,
+        size=declared_size(entry.size, path),
+        blob_id=entry.blob_id,
+        sha256=entry.lfs.sha256 if entry.lfs is not None else None,
+    )
+
+
 class HubClient:
     """Talks to one Hugging Face endpoint (the Hub or a mirror) with one optional token."""
 
     def __init__(
-        self, endpoint: str | None = None, token: str | None = None, repo_type: str = "model"
+        self,
+        endpoint: str | None = None,
+        token: str | None = None,
+        repo_type: str = "model",
+        *,
+        max_entries: int = MAX_LISTING_ENTRIES,
     ) -> None:
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
         self.repo_type = repo_type
         """``model``, or ``dataset`` for a FinetuneJob's data."""
+        self.max_entries = max_entries
+        """Files and folders a listing may have (see listing.MAX_LISTING_ENTRIES)."""
         token = clean_token(token)
         self._token = token
+        hub_session.ensure_configured()
+        hub_session.trust_token_origin(self.endpoint)
         # token=False stops huggingface_hub from reading a cached login behind our back.
         self._api = HfApi(endpoint=self.endpoint, token=token if token else False)
 
@@ -168,35 +182,39 @@ class HubClient:
         with self._mapped_errors():
             return fn()
 
+    def _info(self, repo: str, revision: str) -> ModelInfo | DatasetInfo:
+        # Only the sha: without expand the answer also lists every file of the repo.
+        if self.repo_type == "dataset":
+            return self._api.dataset_info(repo, revision=revision, timeout=60, expand=["sha"])
+        return self._api.model_info(repo, revision=revision, timeout=60, expand=["sha"])
+
     def resolve_revision(self, repo: str, revision: str) -> str:
         """The commit sha a branch, tag or sha points at now; VerificationFailed unless it is
         40 lowercase hex digits (it becomes a directory name)."""
-        info = self._call(
-            lambda: self._api.repo_info(
-                repo, revision=revision, repo_type=self.repo_type, timeout=60
-            )
-        )
+        info = self._call(lambda: self._info(repo, revision))
         if not info.sha:
             raise DownloadError(Reason.REVISION_NOT_FOUND, f"hub returned no commit for {revision}")
         return validate_commit_id(info.sha)
 
     def list_files(self, repo: str, sha: str) -> list[RemoteFile]:
-        """Every file at commit ``sha`` with its size, and sha256 for LFS files."""
+        """Every file at commit ``sha`` with its size, and sha256 for LFS files; refused
+        (VerificationFailed) past ``max_entries`` entries, before the next page is asked for."""
 
         def listing() -> list[RemoteFile]:
             entries = self._api.list_repo_tree(
                 repo, revision=sha, recursive=True, repo_type=self.repo_type
             )
-            return [
-                RemoteFile(
-                    path=validate_file_path(e.path),
-                    size=int(e.size),
-                    blob_id=e.blob_id,
-                    sha256=e.lfs.sha256 if e.lfs is not None else None,
-                )
-                for e in entries
-                if isinstance(e, RepoFile)
-            ]
+            try:
+                return [
+                    _remote_file(e)
+                    for e in bounded(entries, self.max_entries)
+                    if isinstance(e, RepoFile)
+                ]
+            except (KeyError, TypeError, AttributeError) as error:
+                raise DownloadError(
+                    Reason.VERIFICATION_FAILED,
+                    f"the hub's listing is malformed ({type(error).__name__})",
+                ) from None
 
         return self._call(listing)
 

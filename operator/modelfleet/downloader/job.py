@@ -45,6 +45,7 @@ def request_from_settings(settings: DownloaderSettings) -> DownloadRequest:
         stall_timeout=settings.stall_timeout_seconds,
         max_workers=settings.max_workers,
         fsync=settings.fsync,
+        max_listing_entries=settings.max_listing_entries,
         # HF_ENDPOINT is Hugging Face's; ModelScope reads MODELSCOPE_ENDPOINT itself.
         endpoint=settings.endpoint if settings.source is not Source.MODELSCOPE else None,
         token=settings.token.get_secret_value() if settings.token else None,

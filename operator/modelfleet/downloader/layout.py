@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Collection, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from modelfleet.conditions import Reason
+from modelfleet.downloader import nofollow
 from modelfleet.downloader.errors import DownloadError
+
+LOG = logging.getLogger(__name__)
 
 MANIFEST_NAME = ".modelfleet-manifest.json"
 PARTIAL_DIR = ".modelfleet-partial"
 PARTIAL_SUFFIX = ".part"
 LAST_USED_NAME = ".modelfleet-last-used"
+# Every name the downloader keeps beside the weights, and their temporary files, starts so.
+RESERVED_PREFIX = ".modelfleet-"
 # Leftovers of huggingface_hub or of another tool killed mid-download.
 _STALE_GLOBS = ("*.lock", "*.incomplete")
 # fullmatch, not ^...$: "$" also matches before a trailing newline.
@@ -88,37 +95,59 @@ def is_internal(relative: str) -> bool:
     return relative.split("/", 1)[0] in _INTERNAL_NAMES
 
 
-def clear_stale(directory: Path, expected: Collection[str] | None = None) -> list[Path]:
+def is_reserved(relative: str) -> bool:
+    """True for a name only the downloader may write at the top of a revision directory: its
+    manifest, partials, marker and their temporary files (``.modelfleet-*``), and ``.cache``.
+    A hub file named so is kept apart, never written over (or mistaken for) the downloader's."""
+    return is_internal(relative) or relative.startswith(RESERVED_PREFIX)
+
+
+def _is_stale(relative: str, expected: Collection[str] | None) -> bool:
+    """Whether ``relative`` (below the revision directory) is a leftover no attempt resumes."""
+    if relative.startswith(f"{PARTIAL_DIR}/"):
+        name = relative.removeprefix(f"{PARTIAL_DIR}/")
+        wanted = name.removesuffix(PARTIAL_SUFFIX)
+        return expected is None or not name.endswith(PARTIAL_SUFFIX) or wanted not in expected
+    # A hub file may itself end in .lock: one the download wants is not a leftover.
+    wanted_here = expected is not None and relative in expected
+    name = relative.rsplit("/", 1)[-1]
+    return not wanted_here and any(fnmatch.fnmatchcase(name, g) for g in _STALE_GLOBS)
+
+
+def clear_stale(root: Path, directory: Path, expected: Collection[str] | None = None) -> list[Path]:
     """Remove ``*.lock``/``*.incomplete`` files and partials no expected file can resume.
 
     Partials of files in ``expected`` are kept: they are what the next attempt resumes from.
+    The directory is walked by descriptor below ``root``: links are removed, never followed.
     """
     removed: list[Path] = []
-    if not directory.is_dir():
+    if nofollow.status(root, directory) is None:
         return removed
-    for pattern in _STALE_GLOBS:
-        for stale in directory.rglob(pattern):
-            if stale.is_file() or stale.is_symlink():
-                stale.unlink(missing_ok=True)
-                removed.append(stale)
-    partials = directory / PARTIAL_DIR
-    if partials.is_dir():
-        for part in sorted(partials.rglob("*"), reverse=True):
-            relative = part.relative_to(partials).as_posix()
-            if part.is_dir():
-                if not any(part.iterdir()):
-                    part.rmdir()
-                continue
-            name = relative.removesuffix(PARTIAL_SUFFIX)
-            if expected is None or not relative.endswith(PARTIAL_SUFFIX) or name not in expected:
-                part.unlink(missing_ok=True)
-                removed.append(part)
+    with nofollow.open_directory(root, directory) as top:
+        for dirpath, dirnames, filenames, dir_fd in os.fwalk(".", topdown=False, dir_fd=top):
+            here = PurePosixPath(dirpath)
+            for name in filenames:
+                relative = (here / name).as_posix()
+                if _is_stale(relative, expected):
+                    with suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=dir_fd)
+                    removed.append(directory / relative)
+            for name in dirnames:
+                _remove_empty_partial_dir(here / name, dir_fd)
     return removed
 
 
-def remove_partials(directory: Path) -> None:
+def _remove_empty_partial_dir(relative: PurePosixPath, dir_fd: int) -> None:
+    """Remove an empty directory below the partial directory (which itself stays)."""
+    if len(relative.parts) > 1 and relative.parts[0] == PARTIAL_DIR:
+        with suppress(OSError):  # not empty, or a link: left as it is
+            os.rmdir(relative.name, dir_fd=dir_fd)
+
+
+def remove_partials(root: Path, directory: Path) -> None:
     """Drop the partial directory once every file is in place."""
-    shutil.rmtree(directory / PARTIAL_DIR, ignore_errors=True)
+    with suppress(FileNotFoundError):
+        nofollow.remove_tree(root, directory / PARTIAL_DIR)
 
 
 def disk_usage(path: Path) -> int:
@@ -134,9 +163,11 @@ def disk_usage(path: Path) -> int:
     return total
 
 
-def touch_last_used(directory: Path) -> None:
-    """Record a use of this revision (atime is unreliable on ``noatime`` mounts)."""
-    (directory / LAST_USED_NAME).touch()
+def touch_last_used(root: Path, directory: Path) -> None:
+    """Record a use of this revision (atime is unreliable on ``noatime`` mounts); the marker
+    is opened below ``root`` without following a link."""
+    with nofollow.open_file(root, directory / LAST_USED_NAME, os.O_WRONLY | os.O_CREAT) as fd:
+        os.utime(fd)
 
 
 def last_used(directory: Path) -> float:
@@ -239,7 +270,12 @@ def prune_revisions(
                 continue
         elif now() - revision.path.stat().st_mtime < abandoned_after_seconds:
             continue
-        shutil.rmtree(revision.path, ignore_errors=True)
+        try:
+            nofollow.remove_tree(root, revision.path)
+        except (OSError, DownloadError) as error:
+            # A link planted in place of a revision is not followed; pruning is best effort.
+            LOG.warning("not pruning %s: %s", revision.path, error)
+            continue
         removed.append(revision.path)
     return removed
 

@@ -6,8 +6,6 @@ the engine on a directory without a valid one.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from modelfleet.conditions import Reason
+from modelfleet.downloader import nofollow
 from modelfleet.downloader.errors import DownloadError
 from modelfleet.downloader.layout import MANIFEST_NAME, validate_file_path
 from modelfleet.downloader.settings import Source, VerifyMode
@@ -59,24 +58,14 @@ def manifest_path(directory: Path) -> Path:
     return directory / MANIFEST_NAME
 
 
-def write_manifest(directory: Path, manifest: Manifest) -> Path:
-    """Write the manifest atomically: temp file, fsync, rename, fsync of the directory."""
+def write_manifest(directory: Path, manifest: Manifest, *, root: Path | None = None) -> Path:
+    """Write the manifest atomically: temp file, fsync, rename, fsync of the directory.
+
+    Below ``root`` (the model root; by default the directory itself) no link is followed, and a
+    link planted at the manifest's own name is replaced, never written through.
+    """
     target = manifest_path(directory)
-    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=".modelfleet-manifest.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(manifest.to_json())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    nofollow.write_new_file(root or directory, target, manifest.to_json().encode())
     return target
 
 

@@ -28,6 +28,7 @@ from modelfleet.conditions import Reason
 from modelfleet.downloader.errors import DownloadError, clean_token, redact
 from modelfleet.downloader.hub import RemoteFile, RemoteSnapshot, validate_repo_id
 from modelfleet.downloader.layout import validate_file_path
+from modelfleet.downloader.listing import MAX_LISTING_ENTRIES, bounded, declared_size
 
 DEFAULT_MODELSCOPE_ENDPOINT = "https://www.modelscope.cn"
 DEFAULT_BRANCH = "master"
@@ -83,10 +84,25 @@ def map_modelscope_error(error: Exception, token: str | None = None) -> Download
     return DownloadError(Reason.NETWORK_ERROR, f"{type(error).__name__}: {message}")
 
 
+def _remote_file(entry: Any) -> RemoteFile:
+    path = validate_file_path(str(entry.path))
+    return RemoteFile(
+        path=path,
+        size=declared_size(entry.size, path),
+        sha256=str(entry.sha256).lower() if entry.sha256 else None,
+    )
+
+
 class ModelScopeClient:
     """Resolves and lists a ModelScope repo; files are then fetched by our own transfer."""
 
-    def __init__(self, endpoint: str | None = None, token: str | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        token: str | None = None,
+        *,
+        max_entries: int = MAX_LISTING_ENTRIES,
+    ) -> None:
         legacy_module = _import("modelscope.hub.api")
         hub_module = _import("modelscope_hub.api")
         self.endpoint = modelscope_endpoint(endpoint)
@@ -94,6 +110,8 @@ class ModelScopeClient:
         self._legacy: Any = legacy_module.HubApi(endpoint=self.endpoint, token=self._token)
         self._hub: Any = hub_module.HubApi(endpoint=self.endpoint, token=self._token)
         self._revisions: dict[str, str] = {}
+        self.max_entries = max_entries
+        """Files and folders a listing may have (see listing.MAX_LISTING_ENTRIES)."""
 
     def snapshot(self, repo: str, revision: str) -> RemoteSnapshot:
         """Resolve ``revision`` (``main`` means the default branch, master) and list its files."""
@@ -105,13 +123,7 @@ class ModelScopeClient:
         except Exception as error:  # noqa: BLE001 - the packages raise many unrelated types
             raise map_modelscope_error(error, self._token) from None
         files = [
-            RemoteFile(
-                path=validate_file_path(str(entry.path)),
-                size=int(entry.size),
-                sha256=str(entry.sha256).lower() if entry.sha256 else None,
-            )
-            for entry in entries
-            if not entry.is_dir
+            _remote_file(entry) for entry in bounded(entries, self.max_entries) if not entry.is_dir
         ]
         sha = snapshot_id(files)
         self._revisions[sha] = resolved

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelfleet.downloader.listing import MAX_LISTING_ENTRIES
+
 
 class Mode(StrEnum):
     """What the Job does: fetch weights, or check weights already on a volume."""
@@ -61,6 +63,8 @@ class DownloaderSettings(BaseSettings):
     protected_paths: list[Path] = Field(default_factory=list)
     force: bool = False
     max_workers: int = Field(default=8, ge=1, le=64)
+    # Files and folders a hub's listing may have; a longer one is refused while paged in.
+    max_listing_entries: int = Field(default=MAX_LISTING_ENTRIES, ge=1)
     status_target: str | None = None
     progress_interval: float = Field(default=5.0, gt=0)
     termination_log: Path | None = None

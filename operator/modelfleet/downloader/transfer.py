@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from modelfleet.conditions import Reason
+from modelfleet.downloader import nofollow
 from modelfleet.downloader.errors import DownloadError, redact
 from modelfleet.downloader.fetch import BodyResponse, FetchError, HttpFetcher
 from modelfleet.downloader.hub import map_status
@@ -114,8 +115,12 @@ class Transfer:
         options: TransferOptions,
         progress: DownloadProgress,
         secrets: Sequence[str | None] = (),
+        *,
+        root: Path,
     ) -> None:
         self.directory = directory
+        self.root = root
+        """The model root: below it no link is followed (see nofollow)."""
         self._headers = {**headers, "Accept-Encoding": "identity"}
         self.options = options
         self.progress = progress
@@ -137,11 +142,11 @@ class Transfer:
         """Bytes still to fetch: files not yet in place, less what partials already hold."""
         remaining = 0
         for task in tasks:
-            final = self.directory / task.path
-            if final.is_file() and final.stat().st_size == task.size:
+            # Also the first look at every path the transfer writes: a planted link fails here.
+            if nofollow.regular_size(self.root, self.directory / task.path) == task.size:
                 continue
             part = partial_path(self.directory, task.path)
-            have = part.stat().st_size if part.is_file() else 0
+            have = nofollow.regular_size(self.root, part) or 0
             remaining += max(0, task.size - have) if have <= task.size else task.size
         return remaining
 
@@ -167,7 +172,7 @@ class Transfer:
     def fetch(self, task: FileTask) -> FileOutcome:
         """One file, retried with backoff; a complete verified file is never fetched again."""
         final = self.directory / task.path
-        if final.exists():
+        if nofollow.regular_size(self.root, final) is not None:
             present = self._check_present(task, final)
             if present is not None:
                 return present
@@ -205,7 +210,7 @@ class Transfer:
             LOG.warning(
                 "%s is on disk but fails verification (%s): fetching again", task.path, error
             )
-            final.unlink(missing_ok=True)
+            nofollow.unlink(self.root, final)
             return None
         self.progress.add_bytes(task.size)
         self.progress.file_done()
@@ -215,18 +220,17 @@ class Transfer:
         part = partial_path(self.directory, task.path)
         state = _AttemptState(task, part, self.options.verify is VerifyMode.SHA256, self.progress)
         try:
-            part.parent.mkdir(parents=True, exist_ok=True)
-            offset = part.stat().st_size if part.exists() else 0
+            offset = nofollow.regular_size(self.root, part) or 0
             if offset > task.size:
-                part.unlink()
+                nofollow.unlink(self.root, part)
                 offset = 0
             if offset and state.digests.enabled:
-                _hash_prefix(part, offset, state.digests)
+                self._hash_prefix(part, offset, state.digests)
             state.count(offset)
             state.offset = offset
             if offset < task.size:
                 self._stream(state)
-            size = part.stat().st_size
+            size = nofollow.regular_size(self.root, part) or 0
             if size != task.size:
                 raise DownloadError(
                     Reason.NETWORK_ERROR, f"{task.path}: got {size} of {task.size} bytes"
@@ -235,12 +239,12 @@ class Transfer:
                 sha256 = state.digests.check(task)
             except DownloadError:
                 # A corrupt partial is useless: the next attempt starts from byte 0.
-                part.unlink(missing_ok=True)
+                nofollow.unlink(self.root, part)
                 raise
             if self.options.fsync:
-                _fsync(part)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(part, final)
+                with nofollow.open_file(self.root, part, os.O_RDONLY) as fd:
+                    os.fsync(fd)
+            nofollow.replace(self.root, part, final)
         except _StorageError as error:
             state.uncount()
             raise _storage_error(error.error, task.path) from None
@@ -263,7 +267,7 @@ class Transfer:
             with self._fetcher.get(task.url, headers) as response:
                 status = response.status
                 if status == 416:
-                    state.part.unlink(missing_ok=True)
+                    nofollow.unlink(self.root, state.part)
                     raise DownloadError(Reason.NETWORK_ERROR, f"{task.path}: range not satisfiable")
                 if status >= 400:
                     raise map_status(status, response.headers, task.path)
@@ -273,6 +277,7 @@ class Transfer:
                     LOG.info("%s: server ignored Range; restarting from byte 0", task.path)
                     state.restart()
                     append = False
+                _check_declared_lengths(response, task, task.size - state.offset)
                 self._write_body(state, append, response)
         except TimeoutError:
             raise DownloadError(
@@ -291,13 +296,22 @@ class Transfer:
 
     def _write_body(self, state: _AttemptState, append: bool, response: BodyResponse) -> None:
         """Socket to buffer to file, hashing the same buffer: no copy beyond the kernel's."""
-        task, limit = state.task, state.task.size - state.offset
-        buffer = self._buffer()
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
         try:
-            fd = os.open(state.part, flags, 0o644)
+            fd = nofollow.open_fd(self.root, state.part, flags, create_parents=True)
         except OSError as error:
             raise _StorageError(error) from None
+        try:
+            self._copy_body(state, append, response, fd)
+        finally:
+            os.close(fd)
+
+    def _copy_body(
+        self, state: _AttemptState, append: bool, response: BodyResponse, fd: int
+    ) -> None:
+        """Read the body into this thread's buffer, write it to ``fd`` and hash it."""
+        task, limit = state.task, state.task.size - state.offset
+        buffer = self._buffer()
         try:
             written_back = position = state.offset if append else 0
             while True:
@@ -329,10 +343,19 @@ class Transfer:
                     written_back = position
         except DownloadError as error:
             if error.reason is Reason.VERIFICATION_FAILED:
-                state.part.unlink(missing_ok=True)
+                nofollow.unlink(self.root, state.part)
             raise
-        finally:
-            os.close(fd)
+
+    def _hash_prefix(self, part: Path, length: int, digests: _Digests) -> None:
+        """Hash what a partial already holds, so a resumed file is verified whole."""
+        with nofollow.open_file(self.root, part, os.O_RDONLY) as fd:
+            remaining = length
+            while remaining > 0:
+                chunk = os.read(fd, min(HASH_CHUNK, remaining))
+                if not chunk:
+                    break
+                digests.update(chunk)
+                remaining -= len(chunk)
 
     def _buffer(self) -> memoryview:
         """This worker thread's read buffer, allocated once."""
@@ -377,17 +400,6 @@ class _AttemptState:
         self.offset = 0
 
 
-def _hash_prefix(part: Path, length: int, digests: _Digests) -> None:
-    with part.open("rb") as handle:
-        remaining = length
-        while remaining > 0:
-            chunk = handle.read(min(HASH_CHUNK, remaining))
-            if not chunk:
-                break
-            digests.update(chunk)
-            remaining -= len(chunk)
-
-
 def _write_all(fd: int, data: memoryview) -> None:
     while data:
         data = data[os.write(fd, data) :]
@@ -404,12 +416,19 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _check_declared_lengths(response: BodyResponse, task: FileTask, expected: int) -> None:
+    """Refuse an answer whose Content-Length (the body) or X-Linked-Size (the whole file) is
+    not the number the listing implies, before a byte of it is written: a hub contradicting
+    its own listing is not trusted with the partial, and a non-numeric length would leave
+    http.client reading until the connection closes."""
+    for header, wanted in (("Content-Length", expected), ("X-Linked-Size", task.size)):
+        value = response.header(header)
+        if value is not None and not (value.isascii() and value.isdigit() and int(value) == wanted):
+            raise DownloadError(
+                Reason.VERIFICATION_FAILED,
+                f"{task.path}: the hub's {header} {value[:40]!r} disagrees with the "
+                f"{wanted} bytes its listing implies",
+            )
 
 
 def _range_starts_at(response: BodyResponse, offset: int) -> bool:
