@@ -11,8 +11,6 @@ from pathlib import Path
 
 LOG = logging.getLogger(__name__)
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
-# Kubernetes keeps at most 4096 bytes of a termination message.
-MAX_MESSAGE = 1024
 
 EXIT_SUCCESS, EXIT_RETRYABLE, EXIT_PERMANENT = 0, 1, 2
 
@@ -22,11 +20,6 @@ def exit_code(succeeded: bool, reason: str, permanent: Collection[str]) -> int:
     if succeeded:
         return EXIT_SUCCESS
     return EXIT_PERMANENT if reason in permanent else EXIT_RETRYABLE
-
-
-def shorten(message: str) -> str:
-    """``message``, cut to what the result line has room for."""
-    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
 def termination_log_path(configured: Path | None) -> Path | None:

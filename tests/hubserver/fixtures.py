@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,9 +18,10 @@ from modelfleet.downloader.retry import BackoffPolicy
 from tests.hubserver.server import HubServer
 
 
-def running_hub() -> Iterator[HubServer]:
-    """A started test hub on 127.0.0.1 (``hub.endpoint``), stopped when the generator closes."""
-    server = HubServer().start()
+def running_hub(tls: ssl.SSLContext | None = None, **options: Any) -> Iterator[HubServer]:
+    """A started test hub on 127.0.0.1 (``hub.endpoint``; https with ``tls``) made with
+    ``options``, stopped when the generator closes."""
+    server = HubServer(**options).start(tls=tls)
     try:
         yield server
     finally:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from modelfleet.downloader.destinations import MAX_REDIRECTS
 from modelfleet.downloader.download import download_model
 from modelfleet.downloader.hub_session import MAX_HUB_RESPONSE_BYTES
 from tests.hubserver import Fault, HubServer, tiny_model_files
-from tests.hubserver.fixtures import download_request
+from tests.hubserver.fixtures import download_request, running_hub
 from tests.hubserver.tls import HubCertificate, make_certificate
 from tests.hubserver.volume import Volume
 
@@ -74,18 +73,10 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
-def _hub(tls: ssl.SSLContext | None = None, **kwargs: Any) -> Iterator[HubServer]:
-    server = HubServer(**kwargs).start(tls=tls)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def hub() -> Iterator[HubServer]:
     """The Model's hub: its repo needs the token."""
-    for server in _hub():
+    for server in running_hub():
         server.add_repo(REPO, FILES, token=TOKEN)
         yield server
 
@@ -93,7 +84,7 @@ def hub() -> Iterator[HubServer]:
 @pytest.fixture
 def other() -> Iterator[HubServer]:
     """Another host (another port): a CDN or mirror serving the same repo to anyone."""
-    for server in _hub():
+    for server in running_hub():
         server.add_repo(REPO, FILES)
         yield server
 
@@ -156,8 +147,8 @@ def test_a_metadata_redirect_to_another_host_drops_the_token(
 
 
 def test_a_next_page_link_to_another_host_gets_no_token(tmp_path: Path) -> None:
-    for hub in _hub(tree_page_size=3):
-        for other in _hub(tree_page_size=3):
+    for hub in running_hub(tree_page_size=3):
+        for other in running_hub(tree_page_size=3):
             sha = hub.add_repo(REPO, FILES, token=TOKEN)
             other.add_repo(REPO, FILES)
             page = f"{other.endpoint}/api/models/{REPO}/tree/{sha}?recursive=True&cursor=3"
@@ -173,8 +164,8 @@ def test_a_next_page_link_to_another_host_gets_no_token(tmp_path: Path) -> None:
 def test_https_redirect_to_another_https_host_works(
     certificate: HubCertificate, tmp_path: Path
 ) -> None:
-    for hub in _hub(tls=certificate.server_context):
-        for other in _hub(tls=certificate.server_context):
+    for hub in running_hub(tls=certificate.server_context):
+        for other in running_hub(tls=certificate.server_context):
             hub.add_repo(REPO, FILES, token=TOKEN)
             other.add_repo(REPO, FILES)
             hub.add_fault(Fault(path=WEIGHTS, redirect_to=other.endpoint))
@@ -247,7 +238,7 @@ def test_a_redirect_from_https_to_http_is_refused(
     monkeypatch: pytest.MonkeyPatch,
     where: str,
 ) -> None:
-    for hub in _hub(tls=certificate.server_context):
+    for hub in running_hub(tls=certificate.server_context):
         hub.add_repo(REPO, FILES, token=TOKEN)
         volume = Volume(hub, tmp_path)
         other.reset_counters()

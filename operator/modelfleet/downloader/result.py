@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Literal
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.results import shorten
 from modelfleet.downloader.errors import PERMANENT_REASONS, redact
-from modelfleet.jobresult import exit_code, publish, shorten
+from modelfleet.jobresult import exit_code, publish
 
 
 @dataclass(frozen=True)
