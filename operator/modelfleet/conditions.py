@@ -29,6 +29,8 @@ class Reason(StrEnum):
 
     # Progress
     PENDING = "Pending"
+    RESOLVING = "Resolving"
+    RESOLVED = "Resolved"
     DOWNLOADING = "Downloading"
     VERIFYING = "Verifying"
     DOWNLOADED = "Downloaded"
@@ -59,6 +61,10 @@ class Reason(StrEnum):
     STORAGE_CLASS_NOT_FOUND = "StorageClassNotFound"
     CLAIM_NOT_FOUND = "ClaimNotFound"
     CLAIM_PENDING = "ClaimPending"
+    STORAGE_EXPANDING = "StorageExpanding"
+    """spec.storage.size grew: the claim was asked to grow and its volume has not yet."""
+    STORAGE_NOT_EXPANDABLE = "StorageNotExpandable"
+    """spec.storage.size grew, but the claim's StorageClass does not allow expansion."""
     FINETUNE_JOB_NOT_FOUND = "FinetuneJobNotFound"
     FINETUNE_NOT_SUCCEEDED = "FinetuneNotSucceeded"
     # Serving failures
@@ -67,6 +73,9 @@ class Reason(StrEnum):
     CRASH_LOOP = "CrashLoop"
     ROLLOUT_STALLED = "RolloutStalled"
     READ_WRITE_ONCE_MULTI_REPLICA = "ReadWriteOnceMultiReplica"
+    VOLUME_MOUNT_FAILED = "VolumeMountFailed"
+    """A pod's volume cannot be attached or mounted (FailedAttachVolume, FailedMount)."""
+    """Replicas spread over nodes cannot all attach one ReadWriteOnce volume."""
     CHILD_CONFLICT = "ChildConflict"
     """An object the Model would create exists and is not modelfleet's: nothing is touched."""
     SMOKE_TEST_FAILED = "SmokeTestFailed"
@@ -115,6 +124,7 @@ STALLED_REASONS: frozenset[Reason] = PERMANENT_DOWNLOAD_REASONS | {
     Reason.SMOKE_TEST_FAILED,
     Reason.WEIGHTS_INVALID,
     Reason.CHILD_CONFLICT,
+    Reason.READ_WRITE_ONCE_MULTI_REPLICA,
     Reason.ROLLOUT_STALLED,
     Reason.DATASET_INVALID,
     Reason.OUT_OF_MEMORY,
@@ -127,6 +137,8 @@ ATTENTION_REASONS: frozenset[Reason] = frozenset(
     {
         Reason.UNSCHEDULABLE,
         Reason.CLAIM_PENDING,
+        Reason.STORAGE_NOT_EXPANDABLE,
+        Reason.VOLUME_MOUNT_FAILED,
         Reason.BASE_MODEL_NOT_READY,
         Reason.APPLY_FAILED,
     }

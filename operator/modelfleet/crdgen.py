@@ -68,6 +68,18 @@ KINDS: tuple[CrdKind, ...] = (
             {"name": "Progress", "type": "string", "jsonPath": ".status.summary.progress"},
             {"name": "Replicas", "type": "string", "jsonPath": ".status.summary.replicas"},
             _AGE_COLUMN,
+            {
+                "name": "Source",
+                "type": "string",
+                "jsonPath": ".status.summary.source",
+                "priority": 1,
+            },
+            {
+                "name": "Endpoint",
+                "type": "string",
+                "jsonPath": ".status.serving.endpoint",
+                "priority": 1,
+            },
         ),
     ),
     CrdKind(
@@ -85,6 +97,7 @@ KINDS: tuple[CrdKind, ...] = (
                 "jsonPath": ".spec.baseModel.name",
                 "priority": 1,
             },
+            {"name": "Promoted", "type": "string", "jsonPath": ".status.summary.promoted"},
             _AGE_COLUMN,
         ),
     ),

@@ -122,6 +122,13 @@ def _wait_finished(jobs: FinetuneJobs, name: str, timeout: float) -> None:
     )
 
 
+def _column(table: str, name: str) -> str:
+    """The value under ``name`` in the first row of a kubectl table."""
+    header, row = table.splitlines()[:2]
+    start = header.index(name)
+    return row[start:].split()[0] if len(row) > start else ""
+
+
 def test_finetune_trains_and_promotes_without_dropping_replicas(
     api: client.ApiClient,
     namespace: str,
@@ -183,6 +190,11 @@ def test_finetune_trains_and_promotes_without_dropping_replicas(
     assert (volume / base_path.removeprefix("/models/") / "config.json").is_file(), "base kept"
     table = json.loads((output / "finetune_meta.json").read_text())
     assert table["steps"] == 30
+    # kubectl shows the Model the run promoted, and where the Model's weights come from now.
+    assert _column(models.kubectl("get", "ftj", "tune").stdout, "PROMOTED") == "base"
+    wide = models.kubectl("get", "mfm", "base", "-o", "wide").stdout
+    assert _column(wide, "SOURCE") == "finetuneJob:tune"
+    assert _column(wide, "ENDPOINT") == status["serving"]["endpoint"]
 
 
 def test_finetune_waits_for_its_base_then_reports_a_malformed_line(

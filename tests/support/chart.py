@@ -36,7 +36,7 @@ NAMESPACED_RULES: Rules = _rules(
     ("modelfleet.io", ["models/status"], ["get", "patch"]),
     ("modelfleet.io", ["finetunejobs"], ["get", "list", "watch", "patch"]),
     ("modelfleet.io", ["finetunejobs/status"], ["get", "patch"]),
-    ("", ["persistentvolumeclaims"], ["list", "watch", "create"]),
+    ("", ["persistentvolumeclaims"], ["list", "watch", "create", "patch"]),  # patch: growing
     ("", ["pods"], ["list", "watch"]),
     ("", ["pods/status"], ["patch"]),  # the smoke-test readiness gate of serving pods
     ("", ["services"], ["get", "list", "watch", "create", "patch"]),
@@ -45,6 +45,7 @@ NAMESPACED_RULES: Rules = _rules(
     ("", ["serviceaccounts"], ["get", "create", "patch"]),
     ("batch", ["jobs"], ["list", "watch", "create", "delete"]),
     ("apps", ["deployments"], ["get", "list", "watch", "create", "patch"]),
+    ("", ["events"], ["list"]),  # a pod's FailedMount / FailedAttachVolume
     ("events.k8s.io", ["events"], ["create"]),
     ("rbac.authorization.k8s.io", ["roles", "rolebindings"], ["get", "create", "patch"]),
 )

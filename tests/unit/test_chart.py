@@ -23,7 +23,8 @@ from tests.support.chart import (
     rules_of,
     values_args,
 )
-from tests.unit.test_builders import deployment_for, download_job_for, load_example
+from tests.support.scrape import pod_monitor_target
+from tests.unit.test_builders import SHA, deployment_for, download_job_for, load_example
 
 pytestmark = pytest.mark.unit
 
@@ -58,6 +59,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "annotations": {"grafana_folder": "modelfleet"},
         },
         "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
+    },
+    "engine-metrics": {
+        "engineMetrics": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     },
 }
 
@@ -385,6 +389,12 @@ def test_crds_come_from_the_generated_copy(tmp_path: Path) -> None:
         ({"dashboards": {"namespace": "Monitoring"}}, "dashboards/namespace"),
         ({"prometheusRule": {"labels": {"release": 1}}}, "prometheusRule/labels/release"),
         ({"prometheusRule": {"groups": []}}, "prometheusRule"),
+        ({"engineMetrics": {"podMonitor": {"enabled": "yes"}}}, "engineMetrics/podMonitor/enabled"),
+        (
+            {"engineMetrics": {"podMonitor": {"interval": "30"}}},
+            "engineMetrics/podMonitor/interval",
+        ),
+        ({"engineMetrics": {"podMonitor": {"job": ""}}}, "engineMetrics/podMonitor/job"),
     ],
 )
 def test_schema_rejects_bad_values(values: dict[str, Any], message: str, tmp_path: Path) -> None:
@@ -478,3 +488,59 @@ def test_the_admission_policy_is_left_out_where_it_cannot_be_served(tmp_path: Pa
     assert _admission_policy(tmp_path, "--kube-version", "1.29.0") == []
     off = ("--kube-version", "1.34.0", "--set", "admissionPolicy.enabled=false")
     assert _admission_policy(tmp_path, *off) == []
+
+
+POD_MONITOR_API = "monitoring.coreos.com/v1/PodMonitor"
+
+
+def _pod_monitors(tmp_path: Path, *extra: str) -> list[dict[str, Any]]:
+    return by_kind(render_chart(None, tmp_path, extra=extra), "PodMonitor")
+
+
+def test_the_pod_monitor_is_on_where_the_prometheus_operator_is(tmp_path: Path) -> None:
+    """auto (the default) follows the cluster's API versions; true and false decide alone."""
+    assert DEFAULTS["engineMetrics"]["podMonitor"]["enabled"] == "auto"
+    assert _pod_monitors(tmp_path) == []
+    (monitor,) = _pod_monitors(tmp_path, "--api-versions", POD_MONITOR_API)
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == "modelfleet-system"
+    off = ("--api-versions", POD_MONITOR_API, "--set", "engineMetrics.podMonitor.enabled=false")
+    assert _pod_monitors(tmp_path, *off) == []
+    assert len(_pod_monitors(tmp_path, "--set", "engineMetrics.podMonitor.enabled=true")) == 1
+
+
+def test_the_pod_monitor_scrapes_every_serving_pod_labelled_by_model(
+    rendered: dict[str, Any],
+) -> None:
+    """The PodMonitor, applied to the pods the builders describe: it scrapes vLLM's /metrics
+    on a serving pod (not a download Job's), and every series carries the Model's name,
+    namespace and revision, under a job the operator-down alert does not take for the
+    operator."""
+    monitor = one(rendered["engine-metrics"], "PodMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    model = load_example("model-tiny")
+    pod = deployment_for(model, revision=SHA)["spec"]["template"]
+    namespace = model.metadata.namespace
+    assert namespace
+    target = pod_monitor_target(monitor, pod, namespace, pod_name="tiny-7f9c-abcde")
+    assert target is not None, "the PodMonitor does not scrape a serving pod"
+    assert target["model"] == model.metadata.name
+    assert target["namespace"] == namespace
+    assert target["revision"] == SHA
+    assert target["job"] == "vllm"
+    assert not re.fullmatch(".*modelfleet.*", target["job"])  # ModelfleetOperatorDown's match
+    assert target["pod"] == "tiny-7f9c-abcde" and target["container"] == "vllm"
+    job_pod = download_job_for(model)["spec"]["template"]
+    assert pod_monitor_target(monitor, job_pod, namespace) is None
+
+
+def test_watched_namespaces_bound_the_pod_monitor(tmp_path: Path) -> None:
+    values = {"watchNamespaces": ["team-a"], "engineMetrics": {"podMonitor": {"enabled": True}}}
+    monitor = one(render_chart(values, tmp_path), "PodMonitor")
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a"]}
+    pod = deployment_for(load_example("model-tiny"))["spec"]["template"]
+    assert pod_monitor_target(monitor, pod, "team-a") is not None
+    assert pod_monitor_target(monitor, pod, "team-b") is None

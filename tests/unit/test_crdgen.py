@@ -78,8 +78,19 @@ def test_crd_shape_matches_the_contract() -> None:
     assert names["categories"] == ["modelfleet"]
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Ready", "Reason", "Revision", "Progress", "Replicas", "Age"]
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert list(columns) == [
+        "Ready",
+        "Reason",
+        "Revision",
+        "Progress",
+        "Replicas",
+        "Age",
+        "Source",
+        "Endpoint",
+    ]
+    # Source and Endpoint show with -o wide only.
+    assert [n for n, c in columns.items() if c.get("priority") == 1] == ["Source", "Endpoint"]
     gpu = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["serving"][
         "properties"
     ]["gpu"]
@@ -89,7 +100,7 @@ def test_crd_shape_matches_the_contract() -> None:
     ftj = yaml.safe_load((REPO_ROOT / "crds/modelfleet.io_finetunejobs.yaml").read_text())
     assert ftj["spec"]["names"]["shortNames"] == ["ftj"]
     ftj_columns = [c["name"] for c in ftj["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert ftj_columns[:3] == ["Status", "Progress", "Loss"]
+    assert ftj_columns == ["Status", "Progress", "Loss", "Base", "Promoted", "Age"]
 
 
 def _walk(node: object) -> list[dict[str, object]]:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import Source, VerifyMode
 from modelfleet.downloader.download import download_model
 from modelfleet.downloader.errors import DownloadError
 from modelfleet.downloader.layout import MANIFEST_NAME, PARTIAL_DIR, list_revisions
 from modelfleet.downloader.manifest import load_and_verify_manifest
-from modelfleet.downloader.settings import Source, VerifyMode
 from tests.hubserver import HubServer, LazyBlob, sharded_model_files, tiny_model_files
 from tests.hubserver.fixtures import download_request, running_hub
 

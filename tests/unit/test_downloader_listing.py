@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import MAX_LISTING_ENTRIES, VerifyMode
 from modelfleet.downloader.download import download_model
 from modelfleet.downloader.errors import DownloadError
 from modelfleet.downloader.hub_session import MAX_HUB_RESPONSE_BYTES
 from modelfleet.downloader.layout import MANIFEST_NAME, PARTIAL_DIR
-from modelfleet.downloader.listing import MAX_LISTING_ENTRIES
 from modelfleet.downloader.manifest import load_and_verify_manifest
 from modelfleet.downloader.retry import BackoffPolicy
-from modelfleet.downloader.settings import VerifyMode
 from tests.hubserver import HubServer, tiny_model_files
 from tests.hubserver.fixtures import download_request, running_hub
 from tests.hubserver.volume import Volume

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import Source
 from modelfleet.downloader.download import DownloadRequest, download_model
 from modelfleet.downloader.errors import DownloadError
 from modelfleet.downloader.layout import MANIFEST_NAME
 from modelfleet.downloader.modelscope_source import modelscope_endpoint, snapshot_id
 from modelfleet.downloader.retry import BackoffPolicy
-from modelfleet.downloader.settings import Source
 from tests.hubserver import LazyBlob, sharded_model_files, tiny_model_files
 from tests.hubserver.modelscope import ModelScopeServer
 

@@ -17,7 +17,7 @@ import pytest
 
 from modelfleet.conditions import Reason
 from modelfleet.downloader.errors import DownloadError, clean_token, redact
-from modelfleet.downloader.result import JobResult
+from modelfleet.downloader.result import DownloaderResult
 from tests.hubserver import HubServer, tiny_model_files
 from tests.hubserver.fixtures import job_env, run_downloader_job, running_hub
 
@@ -85,13 +85,13 @@ def test_redaction_removes_every_form_of_a_token(token: str) -> None:
 
 @pytest.mark.parametrize("token", TOKENS.values(), ids=TOKENS)
 def test_the_result_line_never_carries_a_token(token: str) -> None:
-    result = JobResult(
-        "Failed",
-        Reason.NETWORK_ERROR,
-        f"Illegal header value b'Bearer {token}': {token!r} {json.dumps(token)}",
+    result = DownloaderResult(
+        result="Failed",
+        reason=Reason.NETWORK_ERROR,
+        message=f"Illegal header value b'Bearer {token}': {token!r} {json.dumps(token)}",
     )
 
-    line = result.to_json([token])
+    line = result.redacted([token]).line()
 
     assert_no_token(line, token)
     assert_no_token(json.loads(line)["message"], token)

@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from modelfleet.cli.model import model_app
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import VerifyMode
 from modelfleet.downloader.download import download_model
 from modelfleet.downloader.errors import DownloadError
 from modelfleet.downloader.job import verify_directory
 from modelfleet.downloader.layout import MANIFEST_NAME
-from modelfleet.downloader.settings import VerifyMode
 from tests.hubserver import HubServer, tiny_model_files
 from tests.hubserver.fixtures import download_request, running_hub
 

@@ -159,7 +159,8 @@ def test_decide_reaches_the_reason(row: Row) -> None:
 
     ready = next(c for c in plan.status["conditions"] if c["type"] == ConditionType.READY)
     assert (plan.phase, ready["reason"]) == (row.phase, row.reason)
-    assert plan.status["summary"] == {"status": row.phase}
+    promoted = {"promoted": "tiny-chat"} if row.phase == "Succeeded" else {}
+    assert plan.status["summary"] == {"status": row.phase, **promoted}  # the Promoted column
     assert (plan.requeue_after is not None) is row.requeues
     assert (plan.create_job is not None) is row.creates_job
     if row.creates_job:

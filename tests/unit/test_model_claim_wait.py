@@ -33,7 +33,7 @@ def _model() -> Model:
             "apiVersion": "modelfleet.io/v1alpha1",
             "kind": "Model",
             "metadata": {"name": "tiny", "namespace": "team-a", "uid": "u1", "generation": 1},
-            "spec": {"source": {"huggingface": {"repo": "org/tiny"}}},
+            "spec": {"source": {"huggingface": {"repo": "org/tiny"}}, "storage": {"size": "1Gi"}},
         }
     )
 

@@ -257,6 +257,31 @@ def _assert_nothing_touched(plan: Plan) -> None:
     assert (plan.create, plan.apply, plan.delete_jobs) == ([], [], [])
 
 
+def _assert_the_resolve_job_is_created(plan: Plan) -> None:
+    [created] = plan.create
+    assert created["metadata"]["labels"]["app.kubernetes.io/component"] == "resolve"
+    volumes = created["spec"]["template"]["spec"]["volumes"]
+    assert not [v for v in volumes if "persistentVolumeClaim" in v]  # no claim to size yet
+
+
+MULTI_ATTACH = (
+    "pod tiny-abc: FailedAttachVolume: Multi-Attach error for volume pvc-1: Volume is already"
+    " used by pod(s) tiny-xyz"
+)
+
+
+def _volume_not_mounted(m: Model) -> Observed:
+    observed = serving(m, [pod()], replicas=2, updatedReplicas=2, readyReplicas=1)
+    observed.volume_problems = {"tiny-abc": MULTI_ATTACH}
+    return observed
+
+
+def _download_volume_not_mounted(m: Model) -> Observed:
+    observed = Observed(claim=bound_claim(m), job=job(m), job_pods=[job_pod("Pending", None)])
+    observed.volume_problems = {"dl-pod": "pod dl-pod: FailedMount: hostPath type check failed"}
+    return observed
+
+
 def _smoke_failed(m: Model) -> Observed:
     ready = [{"type": "ContainersReady", "status": "True"}]
     observed = serving(m, [pod(conditions=ready)], replicas=1, updatedReplicas=1)
@@ -283,10 +308,27 @@ ROWS = [
     ),
     Row(
         Reason.PENDING,
-        _tiny(lambda m: Observed()),
+        _tiny(lambda m: Observed(), storage={"size": "1Gi"}),
         ConditionType.DOWNLOADED,
         creates=["PersistentVolumeClaim"],
         requeues=True,
+    ),
+    Row(
+        Reason.RESOLVING,
+        _tiny(lambda m: Observed()),
+        ConditionType.DOWNLOADED,
+        check=_assert_the_resolve_job_is_created,
+    ),
+    Row(
+        Reason.READ_WRITE_ONCE_MULTI_REPLICA,
+        _tiny(
+            lambda m: Observed(),
+            serving={"replicas": 2, "schedulingStrategy": "spread"},
+            storage={"size": "1Gi"},
+        ),
+        ConditionType.STALLED,
+        "True",
+        check=_assert_nothing_touched,
     ),
     Row(Reason.CLAIM_PENDING, _tiny(_unbound_claim), ConditionType.DOWNLOADED),
     Row(Reason.DOWNLOADING, lambda: _running(model()), ConditionType.DOWNLOADED),
@@ -409,6 +451,17 @@ ROWS = [
         ConditionType.SERVING,
     ),
     Row(
+        Reason.VOLUME_MOUNT_FAILED,
+        _tiny(_volume_not_mounted),
+        ConditionType.SERVING,
+        "True",  # one replica serves; the other waits for its volume
+    ),
+    Row(
+        Reason.VOLUME_MOUNT_FAILED,
+        _tiny(_download_volume_not_mounted),
+        ConditionType.DOWNLOADED,
+    ),
+    Row(
         Reason.ROLLOUT_STALLED,
         _tiny(
             lambda m: serving(
@@ -475,3 +528,19 @@ def test_every_reason_decide_names_has_a_row() -> None:
         named |= {Reason[name] for name in re.findall(r"Reason\.([A-Z_]+)", source)}
     rows = {row.reason for row in ROWS}
     assert named - rows == set()
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ({"huggingface": {"repo": "org/tiny", "revision": "v2"}}, "org/tiny@v2"),
+        ({"modelscope": {"repo": "org/tiny"}}, "org/tiny@master"),
+        ({"pvc": {"claimName": "weights", "path": "/tiny"}}, "pvc:weights/tiny"),
+    ],
+)
+def test_the_source_column_says_where_the_weights_come_from(
+    source: dict[str, Any], shown: str
+) -> None:
+    m = model(source=source, storage={"size": "1Gi"})
+    plan = decide(m, Observed(claim={"metadata": {"name": "weights"}}), SETTINGS, NOW)
+    assert plan.status["summary"]["source"] == shown

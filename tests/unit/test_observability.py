@@ -1,13 +1,19 @@
 """The Grafana dashboard and the alert rules of charts/modelfleet/dashboards/: promtool accepts
-them, and every metric, label and reason they name is one the operator really exports, so a
-renamed metric or reason fails here instead of silently emptying a panel or an alert."""
+them and runs the alerts' unit tests (tests/unit/alerts/), and every metric, label and reason
+they name really exists: the operator's in modelfleet.metrics, vLLM's in what the pinned CPU vLLM
+exports, with the labels the chart's PodMonitor adds. A renamed metric or reason fails here
+instead of silently emptying a panel or an alert, and the engine panels must return series for a
+Model scraped the way the PodMonitor scrapes it.
+
+vLLM's metrics come from hack/engine-env.sh's environment, built once per module (about 45 s);
+hack/test.sh installs it before the unit tests, so a missing engine fails instead of skipping."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +24,39 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from modelfleet import metrics
 from modelfleet.conditions import STALLED_REASONS, Reason
-from tests.support.chart import CHART
-from tests.support.cluster import tool_path
+from tests.support.chart import CHART, render_chart
+from tests.support.scrape import (
+    input_series,
+    pod_monitor_target,
+    promtool,
+    promtool_check_metrics,
+    promtool_test_rules,
+    returns_series_test,
+    series_of,
+    vllm_exposition,
+)
+from tests.unit.test_builders import deployment_for, load_example
 
 pytestmark = pytest.mark.unit
 
 DASHBOARD_PATH = CHART / "dashboards/modelfleet.json"
 RULES_PATH = CHART / "dashboards/rules.yaml"
+ALERT_TESTS_PATH = Path(__file__).parent / "alerts/rules.test.yaml"
 DASHBOARD: dict[str, Any] = json.loads(DASHBOARD_PATH.read_text())
 RULES: dict[str, Any] = yaml.safe_load(RULES_PATH.read_text())
 
-# Grafana's variables, replaced by what Grafana would put there, so promtool can parse the query.
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$job": ".*"}
-# Labels every scraped series carries, and the histogram bucket label.
+# Grafana's variables, replaced by what Grafana would put there (a multi-value variable's "All"
+# is its allValue), so promtool can parse the query.
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "5m",
+    "$__interval": "1m",
+    "$__range": "1h",
+    "$job": ".*",
+    "$namespace": ".+",
+    "$model": ".+",
+}
+# Labels every series scraped from the operator carries, and the histogram bucket label. vLLM's
+# series carry what the chart's PodMonitor gives them instead (the engine_target fixture).
 TARGET_LABELS = {"job", "instance", "le"}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -57,6 +83,70 @@ def exported_metrics() -> dict[str, set[str]]:
 EXPORTED = exported_metrics()
 
 
+# -- what the pinned vLLM exports, and the labels the PodMonitor adds -------------------------
+@pytest.fixture(scope="module")
+def vllm_metrics(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The /metrics text of the pinned CPU vLLM for the tiny model."""
+    text = vllm_exposition(tmp_path_factory.mktemp("vllm"))
+    if text is None:
+        pytest.fail(
+            "the CPU vLLM engine is not installed: run hack/engine-env.sh "
+            "(hack/test.sh installs it before the unit tests)"
+        )
+    return text
+
+
+@pytest.fixture(scope="module")
+def vllm_series(vllm_metrics: str) -> dict[str, set[str]]:
+    """Series name -> label names, of vLLM's own series (not the process and Python ones)."""
+    series = series_of(vllm_metrics)
+    return {name: labels for name, labels in series.items() if name.startswith("vllm:")}
+
+
+@pytest.fixture(scope="module")
+def engine_target(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The labels the chart's PodMonitor gives every series of a serving pod of
+    examples/model-tiny.yaml."""
+    values = {"engineMetrics": {"podMonitor": {"enabled": True}}}
+    objects = render_chart(values, tmp_path_factory.mktemp("chart"))
+    (monitor,) = [o for o in objects if o["kind"] == "PodMonitor"]
+    model = load_example("model-tiny")
+    assert model.metadata.namespace
+    pod = deployment_for(model)["spec"]["template"]
+    target = pod_monitor_target(monitor, pod, model.metadata.namespace, pod_name="tiny-7f9c-abcde")
+    assert target is not None, "the chart's PodMonitor does not scrape a serving pod"
+    return target
+
+
+def test_vllm_exports_what_the_engine_panels_read(vllm_series: dict[str, set[str]]) -> None:
+    """The list the names are checked against is vLLM's, not empty or partial by accident."""
+    assert {
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:inter_token_latency_seconds_bucket",
+        "vllm:kv_cache_usage_perc",
+        "vllm:num_requests_waiting",
+        "vllm:num_requests_running",
+        "vllm:generation_tokens_total",
+        "vllm:prompt_tokens_total",
+    } <= set(vllm_series)
+    assert vllm_series["vllm:num_requests_waiting"] == {"engine", "model_name"}
+    assert vllm_series["vllm:time_to_first_token_seconds_bucket"] == {"engine", "model_name", "le"}
+
+
+def test_the_pod_monitor_labels_every_engine_series(engine_target: dict[str, str]) -> None:
+    assert set(engine_target) == {
+        "model",
+        "namespace",
+        "revision",
+        "job",
+        "pod",
+        "container",
+        "instance",
+        "endpoint",
+    }
+    assert set(engine_target).isdisjoint({"engine", "model_name", "le"}), "no label is renamed"
+
+
 def test_the_operator_exports_the_documented_metrics() -> None:
     """The list this file checks against is not empty or partial by accident."""
     assert {
@@ -76,9 +166,11 @@ def test_the_operator_exports_the_documented_metrics() -> None:
 
 
 # -- reading PromQL --------------------------------------------------------------------------
-_SELECTOR = re.compile(r"\b(modelfleet_[a-z0-9_]+|up)\b\s*(\{[^}]*\})?")
+_SELECTOR = re.compile(r"\b(modelfleet_[a-z0-9_]+|vllm:[a-z0-9_:]+|up)\b\s*(\{[^}]*\})?")
 _MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
 _GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+# A Grafana variable's query: label_values(<series selector>, <label>).
+_LABEL_VALUES = re.compile(r"label_values\((.*),\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)")
 
 
 def selectors(expr: str) -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
@@ -88,28 +180,44 @@ def selectors(expr: str) -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
 
 
 def grouping_labels(expr: str) -> set[str]:
-    return {
-        label.strip() for group in _GROUPING.findall(expr) for label in group.split(",") if label
-    }
+    """The labels ``expr`` aggregates by, and the one a variable's label_values() reads."""
+    groups = _GROUPING.findall(expr) + [m.group(2) for m in _LABEL_VALUES.finditer(expr)]
+    return {label.strip() for group in groups for label in group.split(",") if label.strip()}
 
 
-def dashboard_targets() -> list[tuple[str, str]]:
+def fill(expr: str, variables: Mapping[str, str] = GRAFANA_VARIABLES) -> str:
+    for variable, value in variables.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
+def dashboard_targets(variables: Mapping[str, str] = GRAFANA_VARIABLES) -> list[tuple[str, str]]:
     """(panel title/refId, expression with Grafana's variables filled in) of every query."""
-    found = []
-    for panel in DASHBOARD["panels"]:
-        for target in panel.get("targets", []):
-            expr = target["expr"]
-            for variable, value in GRAFANA_VARIABLES.items():
-                expr = expr.replace(variable, value)
-            found.append((f"{panel['title']}/{target['refId']}", expr))
-    return found
+    return [
+        (f"{panel['title']}/{target['refId']}", fill(target["expr"], variables))
+        for panel in DASHBOARD["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+
+def dashboard_variables() -> list[tuple[str, str]]:
+    """(variable name, its label_values() query filled in) of every query variable."""
+    return [
+        (f"variable {variable['name']}", fill(variable["query"]["query"]))
+        for variable in DASHBOARD["templating"]["list"]
+        if variable["type"] == "query"
+    ]
 
 
 def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in RULES["groups"] for rule in group["rules"]]
 
 
-EXPRESSIONS = [(f"alert {r['alert']}", r["expr"]) for r in alert_rules()] + dashboard_targets()
+EXPRESSIONS = (
+    [(f"alert {r['alert']}", r["expr"]) for r in alert_rules()]
+    + dashboard_targets()
+    + dashboard_variables()
+)
 
 
 def promtool_check_rules(
@@ -117,31 +225,23 @@ def promtool_check_rules(
 ) -> subprocess.CompletedProcess[str]:
     path = directory / "rules.yaml"
     path.write_text(yaml.safe_dump(rules))
-    return subprocess.run(
-        [tool_path("promtool"), "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return promtool("check", "rules", str(path))
 
 
 # -- promtool --------------------------------------------------------------------------------
 def test_promtool_accepts_the_rule_file() -> None:
-    result = subprocess.run(
-        [tool_path("promtool"), "check", "rules", str(RULES_PATH)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    result = promtool("check", "rules", str(RULES_PATH))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
 
 
 def test_every_dashboard_query_parses(tmp_path: Path) -> None:
-    """Each query becomes a recording rule, which promtool parses like Prometheus would."""
-    targets = dashboard_targets()
+    """Each query (and each variable's series selector) becomes a recording rule, which
+    promtool parses like Prometheus would."""
+    variables = [(where, _LABEL_VALUES.fullmatch(query)) for where, query in dashboard_variables()]
+    for where, match in variables:
+        assert match, f"{where}: not a label_values() query"
+    targets = dashboard_targets() + [(where, m.group(1)) for where, m in variables if m]
     for where, expr in targets:
         assert "$" not in expr, f"{where}: a Grafana variable this test does not know: {expr}"
     rules = {
@@ -167,30 +267,78 @@ def test_promtool_check_fails_on_a_broken_query(tmp_path: Path) -> None:
 
 
 # -- names -----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("where", "expr"), EXPRESSIONS, ids=[w for w, _ in EXPRESSIONS])
-def test_every_metric_label_and_reason_exists(where: str, expr: str) -> None:
+def unknown_names(expr: str, known: Mapping[str, set[str]], engine_labels: set[str]) -> list[str]:
+    """What ``expr`` names that does not exist: a metric not in ``known`` (series name -> label
+    names), a label its series lack (vLLM's series also carry ``engine_labels``, the operator's
+    TARGET_LABELS), a Model reason the operator does not have."""
     found = list(selectors(expr))
-    assert found, f"{where} names no metric: {expr}"
+    if not found:
+        return ["no metric named"]
+    problems = []
     labels_in_scope = set(TARGET_LABELS)
     for metric, matchers in found:
         if metric == "up":
             continue
-        assert metric in EXPORTED, f"{where}: {metric} is not exported by modelfleet.metrics"
-        labels_in_scope |= EXPORTED[metric]
+        if metric not in known:
+            problems.append(f"{metric} is not exported")
+            continue
+        labels = known[metric] | (engine_labels if metric.startswith("vllm:") else TARGET_LABELS)
+        labels_in_scope |= labels
         for label, operator, value in matchers:
-            assert label in EXPORTED[metric] | TARGET_LABELS, f"{where}: {metric} has no {label}"
-            if label == "reason":
+            if label not in labels:
+                problems.append(f"{metric} has no label {label}")
+            elif label == "reason" and metric.startswith("modelfleet_"):
                 values = value.split("|") if operator in ("=~", "!~") else [value]
-                unknown = set(values) - {r.value for r in Reason}
-                assert not unknown, f"{where}: no such reason {unknown}"
-    unknown_groups = grouping_labels(expr) - labels_in_scope
-    assert not unknown_groups, f"{where}: grouped by labels its metrics lack: {unknown_groups}"
+                unknown = sorted(set(values) - {r.value for r in Reason})
+                problems += [f"no such reason {reason}" for reason in unknown]
+    unknown_groups = sorted(grouping_labels(expr) - labels_in_scope)
+    problems += [f"no series has the label {label}" for label in unknown_groups]
+    return problems
 
 
-def test_a_renamed_metric_would_fail() -> None:
-    """The name check reads real names: a metric the operator does not export is caught."""
-    ((metric, _),) = selectors('rate(modelfleet_reconcile_total{result="error"}[5m])')
-    assert metric not in EXPORTED
+@pytest.mark.parametrize(("where", "expr"), EXPRESSIONS, ids=[w for w, _ in EXPRESSIONS])
+def test_every_metric_label_and_reason_exists(
+    where: str, expr: str, engine_target: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    known = EXPORTED
+    if "vllm:" in expr:  # only these wait for the vLLM fixture
+        known = EXPORTED | request.getfixturevalue("vllm_series")
+    assert unknown_names(expr, known, set(engine_target)) == [], f"{where}: {expr}"
+
+
+def test_the_name_check_can_fail(
+    vllm_series: dict[str, set[str]], engine_target: dict[str, str]
+) -> None:
+    """It reads real names: a renamed metric, a name vLLM used before, a label no series has
+    and a reason the operator lacks are each caught; vLLM's own ``reason`` label is not taken
+    for a Model reason."""
+    known, labels = EXPORTED | vllm_series, set(engine_target)
+
+    def problems(expr: str) -> list[str]:
+        return unknown_names(expr, known, labels)
+
+    assert problems('rate(modelfleet_reconcile_total{result="error"}[5m])') == [
+        "modelfleet_reconcile_total is not exported"
+    ]
+    assert problems('vllm:gpu_cache_usage_perc{model=~".+"}') == [
+        "vllm:gpu_cache_usage_perc is not exported"
+    ]
+    assert problems("rate(vllm:time_per_output_token_seconds_bucket[5m])") == [
+        "vllm:time_per_output_token_seconds_bucket is not exported"
+    ]
+    assert problems('vllm:num_requests_waiting{gpu="0"}') == [
+        "vllm:num_requests_waiting has no label gpu"
+    ]
+    assert problems("sum by (model, service) (vllm:num_requests_waiting)") == [
+        "no series has the label service"
+    ]
+    assert problems("sum by (model) (modelfleet_models)") == ["no series has the label model"]
+    assert problems('modelfleet_models{reason=~"Ready|Stuck"}') == ["no such reason Stuck"]
+    assert problems('vllm:num_requests_waiting_by_reason{reason="capacity"}') == []
+    assert problems("label_values(vllm:num_requests_running, revision)") == []
+    assert problems("label_values(vllm:num_requests_running, model_id)") == [
+        "no series has the label model_id"
+    ]
 
 
 def test_the_dashboard_shows_every_metric() -> None:
@@ -243,15 +391,139 @@ def test_the_alerts_the_issue_asks_for() -> None:
         "ModelfleetDownloadFailing",
         "ModelfleetOperatorDown",
         "ModelfleetReconcileErrorsHigh",
+        "ModelfleetEngineQueueGrowing",
+        "ModelfleetRolloutUnfinished",
     }
     assert rules["ModelfleetModelStalled"]["for"] == "15m"
     assert 'ready="False"' in rules["ModelfleetModelStalled"]["expr"]
     assert "modelfleet_download_failures_total" in rules["ModelfleetDownloadFailing"]["expr"]
     assert rules["ModelfleetOperatorDown"]["expr"].startswith('absent(up{job=~".*modelfleet.*"}')
     assert rules["ModelfleetOperatorDown"]["labels"]["severity"] == "critical"
+    # The engine alerts name the Model, and leave out vLLM servers the operator does not run.
+    queue, rollout = rules["ModelfleetEngineQueueGrowing"], rules["ModelfleetRolloutUnfinished"]
+    assert "vllm:num_requests_waiting{" in queue["expr"]
+    assert grouping_labels(queue["expr"]) == {"namespace", "model"}
+    assert grouping_labels(rollout["expr"]) == {"namespace", "model", "revision"}
+    for rule in (queue, rollout):
+        assert 'model!=""' in rule["expr"]
+        assert "{{ $labels.namespace }}/{{ $labels.model }}" in rule["annotations"]["summary"]
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in ("warning", "critical"), name
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+
+
+def alert_tests() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(ALERT_TESTS_PATH.read_text())
+    return document
+
+
+def test_the_alerts_pass_their_unit_tests() -> None:
+    result = promtool("test", "rules", str(ALERT_TESTS_PATH))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+    assert (ALERT_TESTS_PATH.parent / alert_tests()["rule_files"][0]).resolve() == RULES_PATH
+
+
+def test_every_alert_has_a_unit_test_that_fires_it() -> None:
+    fired = {
+        case["alertname"]
+        for test in alert_tests()["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case["exp_alerts"]
+    }
+    assert fired == {rule["alert"] for rule in alert_rules()}
+
+
+def test_an_alert_unit_test_can_fail(tmp_path: Path) -> None:
+    """promtool reports a test whose expected alert is not the one that fires."""
+    document = alert_tests()
+    document["rule_files"] = [str(RULES_PATH)]
+    (queue,) = [t for t in document["tests"] if t["name"].startswith("a queue that stays long")]
+    (firing,) = [case for case in queue["alert_rule_test"] if case["exp_alerts"]]
+    firing["exp_alerts"][0]["exp_labels"]["model"] = "bursty"
+    result = promtool_test_rules(document, tmp_path)
+    assert result.returncode != 0
+    assert "FAILED" in result.stdout + result.stderr
+    assert "alertname: ModelfleetEngineQueueGrowing" in result.stdout + result.stderr
+
+
+# -- the engines' metrics ----------------------------------------------------------------------
+# promtool's lint is for metrics named by Prometheus' conventions; these findings are vLLM's own
+# naming (a `vllm:` prefix), not an exposition Prometheus cannot read.
+_VLLM_NAMING = re.compile(
+    r"vllm:[a-z0-9_]+ metric names should not contain ':'"
+    r'|vllm:iteration_tokens_total non-counter metrics should not have "_total" suffix'
+)
+
+
+def promtool_findings(exposition: str) -> list[str]:
+    """What `promtool check metrics` finds in ``exposition`` beyond vLLM's naming (missing help
+    text, duplicate series...); an AssertionError where it cannot parse it (exit code 1)."""
+    result = promtool_check_metrics(exposition)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode in (0, 3), output
+    return [line for line in output.splitlines() if not _VLLM_NAMING.fullmatch(line)]
+
+
+def test_promtool_parses_what_vllm_exports(vllm_metrics: str) -> None:
+    assert promtool_findings(vllm_metrics) == []
+
+
+def test_promtool_check_metrics_can_fail(vllm_metrics: str) -> None:
+    broken = vllm_metrics + 'vllm:num_requests_waiting{engine="0" 1\n'
+    with pytest.raises(AssertionError, match="parsing error"):
+        promtool_findings(broken)
+    duplicated = vllm_metrics + 'vllm:num_requests_waiting{engine="0",model_name="tiny"} 1\n'
+    assert promtool_findings(duplicated) == ["vllm:num_requests_waiting metric not unique"]
+
+
+def engine_queries(variables: Mapping[str, str]) -> dict[str, str]:
+    """The dashboard's queries of vLLM's metrics, by panel title/refId."""
+    return {where: expr for where, expr in dashboard_targets(variables) if "vllm:" in expr}
+
+
+def variables_picking(target: Mapping[str, str]) -> dict[str, str]:
+    """Grafana's variables as a user who picked ``target``'s Model fills them in."""
+    return dict(GRAFANA_VARIABLES, **{"$namespace": target["namespace"], "$model": target["model"]})
+
+
+def test_the_engine_panels_return_series_for_a_model(
+    vllm_metrics: str, engine_target: dict[str, str], tmp_path: Path
+) -> None:
+    """Two scrapes of an engine, labelled as the PodMonitor labels them: every engine panel,
+    with the Model picked in the dashboard's variables, returns a series (promtool evaluates
+    each query as Prometheus would)."""
+    queries = engine_queries(variables_picking(engine_target))
+    assert len(queries) >= 9, queries
+    series = input_series([vllm_metrics, vllm_metrics], engine_target)
+    document = returns_series_test(series, queries)
+    result = promtool_test_rules(document, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_returns_series_check_can_fail(
+    vllm_metrics: str, engine_target: dict[str, str], tmp_path: Path
+) -> None:
+    """The same scrapes, with another Model picked: no panel shows this one's series."""
+    queries = engine_queries(variables_picking(dict(engine_target, model="another-model")))
+    series = input_series([vllm_metrics, vllm_metrics], engine_target)
+    document = returns_series_test(series, queries)
+    result = promtool_test_rules(document, tmp_path)
+    assert result.returncode != 0
+    assert (result.stdout + result.stderr).count("got: nil") == len(queries)
+
+
+def test_the_engine_panels_are_per_model() -> None:
+    """Every engine query follows the namespace and Model variables and keeps the Model apart."""
+    for panel in DASHBOARD["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            engine = [(m, ms) for m, ms in selectors(expr) if m.startswith("vllm:")]
+            for metric, matchers in engine:
+                assert ("namespace", "=~", "$namespace") in matchers, f"{panel['title']}: {metric}"
+                assert ("model", "=~", "$model") in matchers, f"{panel['title']}: {metric}"
+            if engine:
+                assert {"namespace", "model"} <= grouping_labels(expr), panel["title"]
 
 
 # -- the dashboard ---------------------------------------------------------------------------
@@ -380,8 +652,19 @@ def test_the_dashboard_covers_what_the_issue_lists() -> None:
         "download failures by reason",
         "rollout duration",
         "fine-tune runs",
+        "time to first token",
+        "time per output token",
+        "kv-cache",
+        "requests waiting",
+        "tokens per second",
+        "engines by revision",
     ):
         assert topic in titles, topic
     variables = {v["name"]: v for v in DASHBOARD["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
-    assert variables["job"]["datasource"] == DATASOURCE
+    for name in ("job", "namespace", "model"):
+        assert variables[name]["datasource"] == DATASOURCE, name
+        assert variables[name]["includeAll"] and variables[name]["multi"], name
+    # The Model list follows the namespace picked, and holds only Models modelfleet runs.
+    assert 'namespace=~"$namespace"' in variables["model"]["query"]["query"]
+    assert 'model!=""' in variables["namespace"]["query"]["query"]

@@ -22,6 +22,7 @@ from modelfleet.dev.engines import (
     Backoff,
     cpu_engine_command,
 )
+from modelfleet.dev.podrunner import EXECUTED_COMPONENTS
 from modelfleet.reconcile.model.decide import (
     CRASH_LOOP_RESTARTS,
     _serving_problem,
@@ -162,7 +163,9 @@ def test_kwok_leaves_executed_serving_pods_alone() -> None:
 
     component = '.metadata.labels["app.kubernetes.io/component"]'
     image = ".spec.containers.[0].image"
-    assert "serving" in values("pod-ready", component)[1]
+    assert values("pod-ready", component) == ("NotIn", set(EXECUTED_COMPONENTS))
+    jobs = set(EXECUTED_COMPONENTS) - {"serving"}
+    assert values("pod-complete", component) == ("NotIn", jobs)  # every Job pod run for real
     assert values("pod-ready-simulated-engine", image) == ("In", {"simulate.invalid/engine"})
     assert values("pod-delete", component) == ("NotIn", {"serving"})
     assert values("pod-delete-simulated-engine", image) == ("In", set(SIMULATED_ENGINE_IMAGES))

@@ -25,9 +25,10 @@ transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
 from modelfleet.conditions import Reason  # noqa: E402
+from modelfleet.contracts.download import VerifyMode  # noqa: E402
+from modelfleet.contracts.training import TrainerSettings  # noqa: E402
 from modelfleet.downloader.errors import DownloadError  # noqa: E402
 from modelfleet.downloader.manifest import load_and_verify_manifest, load_manifest  # noqa: E402
-from modelfleet.downloader.settings import VerifyMode  # noqa: E402
 from modelfleet.downloader.verify import check_file  # noqa: E402
 from modelfleet.trainer import job  # noqa: E402
 from modelfleet.trainer.dataset import (  # noqa: E402
@@ -40,7 +41,6 @@ from modelfleet.trainer.dataset import (  # noqa: E402
 from modelfleet.trainer.errors import TrainerError  # noqa: E402
 from modelfleet.trainer.meta import load_meta  # noqa: E402
 from modelfleet.trainer.progress import TrainingProgress  # noqa: E402
-from modelfleet.trainer.settings import TrainerSettings  # noqa: E402
 from modelfleet.trainer.training import is_out_of_memory, lora_target_modules  # noqa: E402
 from tests.support.tinymodel import dataset_rows, write_dataset, write_tiny_llama  # noqa: E402
 from tests.unit.test_trainer_dataset import recording_api_server  # noqa: E402

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import Source
 from modelfleet.downloader.download import download_model
-from modelfleet.downloader.settings import Source
 from modelfleet.trainer.dataset import (
     fetched_dataset,
     load_dataset,

@@ -61,7 +61,9 @@ server then also authorizes `create`: every kind the operator applies carries cr
 The Job identity it creates in each namespace (ServiceAccount, Role, RoleBinding) may be read and
 patched only under its own name (`resourceNames`); `create` cannot be limited by name. `get`
 on Deployments and Services reads an unlabelled object of a child's name (which the watch,
-filtered to modelfleet's labels, never shows) before anything is written: ChildConflict.
+filtered to modelfleet's labels, never shows) before anything is written: ChildConflict. `list`
+on core Events reads, for a pod held in ContainerCreating, the kubelet's FailedMount and the
+attach controller's FailedAttachVolume: VolumeMountFailed.
 */}}
 {{- define "modelfleet.namespacedRules" -}}
 - apiGroups: [modelfleet.io]
@@ -78,7 +80,7 @@ filtered to modelfleet's labels, never shows) before anything is written: ChildC
   verbs: [get, patch]
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [list, watch, create]
+  verbs: [list, watch, create, patch]
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
@@ -107,6 +109,9 @@ filtered to modelfleet's labels, never shows) before anything is written: ChildC
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [list]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]

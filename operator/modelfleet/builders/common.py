@@ -8,12 +8,12 @@ import json
 from typing import Any, Literal
 
 from modelfleet.api.v1alpha1 import API_VERSION, Model
-from modelfleet.jobresult import EXIT_PERMANENT
+from modelfleet.contracts.results import EXIT_PERMANENT
 
 Manifest = dict[str, Any]
 """A Kubernetes object as plain JSON-compatible data."""
 
-Component = Literal["weights", "download", "verify", "serving"]
+Component = Literal["weights", "download", "verify", "resolve", "serving"]
 """The role of a child; the value of ``app.kubernetes.io/component``."""
 
 MANAGED_BY = "modelfleet"

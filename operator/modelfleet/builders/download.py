@@ -1,15 +1,15 @@
 """The Jobs that download weights into the claim, or verify weights already on one.
 
 Both run ``python -m modelfleet.downloader``, configured only through environment variables
-(``modelfleet.downloader.settings``). The result and its typed reason come back through the
+(``modelfleet.contracts.download``). The result and its typed reason come back through the
 termination message; exit code 2 means no retry can help, so the Job fails at once.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
 
 from modelfleet.api.v1alpha1 import Model
 from modelfleet.api.v1alpha1.common import SecretKeyRef
@@ -40,10 +40,12 @@ from modelfleet.builders.naming import (
     download_job_name,
     download_revision_key,
     pvc_model_path,
+    resolve_job_name,
     verify_job_name,
     verify_revision_key,
     weights_claim_name,
 )
+from modelfleet.contracts.download import DownloaderSettings, Mode, Source, VerifyMode
 from modelfleet.settings import OperatorSettings
 
 CONTAINER_NAME = "download"
@@ -79,17 +81,18 @@ def _job(
     *,
     settings: OperatorSettings,
     name: str,
-    component: Literal["download", "verify"],
+    component: Literal["download", "verify", "resolve"],
     annotations: dict[str, str],
     env: list[dict[str, Any]],
-    read_only: bool,
+    claim: Literal["read-write", "read-only"] | None,
     backoff_limit: int,
 ) -> Manifest:
-    """The Job shape download and verify share."""
-    volumes = [
-        claim_volume(weights_claim_name(model), read_only=read_only),
-        tmp_volume(TMP_SIZE_LIMIT),
-    ]
+    """The Job shape download, verify and resolve share; ``claim`` says how the weights claim
+    is mounted, if at all."""
+    read_only = claim == "read-only"
+    volumes = [tmp_volume(TMP_SIZE_LIMIT)]
+    if claim is not None:
+        volumes.insert(0, claim_volume(weights_claim_name(model), read_only=read_only))
     resources = with_ephemeral_storage(
         _resources(model),
         request=EPHEMERAL_REQUEST,
@@ -100,7 +103,7 @@ def _job(
         _downloader_image(model, settings),
         env,
         resources,
-        volume_mount(WEIGHTS_VOLUME, settings.model_root, read_only=read_only),
+        volume_mount(WEIGHTS_VOLUME, settings.model_root, read_only=read_only) if claim else None,
     )
     spec = job_spec(
         service_account=settings.job_service_account,
@@ -124,7 +127,7 @@ def downloader_container(
     image: str,
     env: list[dict[str, Any]],
     resources: dict[str, Any],
-    target: dict[str, Any],
+    target: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """A container running the downloader with ``env``, writing to the volume mount ``target``
     (or reading it, when read-only) and using /tmp as scratch."""
@@ -139,39 +142,81 @@ def downloader_container(
         # The result line is written to the termination log; logs are a fallback when the
         # process dies before writing it (OOM kill, import error).
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [target, volume_mount(TMP_VOLUME, TMP_PATH)],
+        "volumeMounts": [*([target] if target else []), volume_mount(TMP_VOLUME, TMP_PATH)],
     }
 
 
-def downloader_env() -> list[dict[str, Any]]:
-    """What every downloader container is given besides its task: where its result and its
-    scratch files go, and no telemetry."""
+def downloader_env(task: DownloaderSettings) -> list[dict[str, Any]]:
+    """A downloader container's environment: its task, its result to the termination log, its
+    scratch files under /tmp, and no telemetry."""
     return [
-        env_var("MODELFLEET_TERMINATION_LOG", TERMINATION_LOG),
+        *task.model_copy(update={"termination_log": Path(TERMINATION_LOG)}).to_env(),
         *(env_var(name, value) for name, value in _SCRATCH_ENV),
         env_var("HF_HUB_DISABLE_TELEMETRY", "1"),
-    ]
-
-
-def _common_env(model: Model) -> list[dict[str, Any]]:
-    return [
-        env_var("MODELFLEET_STATUS_TARGET", f"{model_namespace(model)}/{model_name(model)}"),
-        *downloader_env(),
     ]
 
 
 def hub_access_env(
     endpoint: str | None, token_ref: SecretKeyRef | None, token_env: str = "HF_TOKEN"
 ) -> list[dict[str, Any]]:
-    """The endpoint and the token (read from its Secret at run time) of a hub source."""
+    """What a hub source needs besides the task's settings: the token, read from its Secret at
+    run time, and plain HTTP (not Xet storage) for a mirror."""
     env: list[dict[str, Any]] = []
     if endpoint:
-        env.append(env_var("HF_ENDPOINT", endpoint))
         # Mirrors and test hubs speak the plain HTTP protocol, not Xet storage.
         env.append(env_var("HF_HUB_DISABLE_XET", "1"))
     if token_ref is not None:
         env.append(secret_env_var(token_env, token_ref.name, token_ref.key))
     return env
+
+
+def _status_target(model: Model) -> str:
+    return f"{model_namespace(model)}/{model_name(model)}"
+
+
+class _Hub(NamedTuple):
+    """A hub source as the downloader is given it."""
+
+    source: Source
+    task: dict[str, Any]
+    """The settings that name the repository, its files and the hub."""
+    env: list[dict[str, Any]]
+    """The token (from its Secret) and the protocol switches."""
+
+
+def _hub(model: Model, revision: str) -> _Hub:
+    source = model.spec.source
+    if source.huggingface is not None:
+        hf = source.huggingface
+        kind, repo, token_env = Source.HUGGINGFACE, hf.repo, "HF_TOKEN"
+        allow, ignore, endpoint, token_ref = (
+            hf.allow_patterns,
+            hf.ignore_patterns,
+            hf.endpoint,
+            hf.token_secret_ref,
+        )
+    elif source.modelscope is not None:
+        ms = source.modelscope
+        kind, repo, token_env = Source.MODELSCOPE, ms.repo, "MODELSCOPE_API_TOKEN"
+        allow, ignore, endpoint, token_ref = None, None, None, ms.token_secret_ref
+    else:
+        raise ValueError(
+            f"Model {model.metadata.name!r}: only huggingface and modelscope sources download"
+        )
+    download = model.spec.download
+    task = {
+        "source": kind,
+        "repo": repo,
+        "revision": revision,
+        "allow_patterns": allow or None,
+        "ignore_patterns": ignore or None,
+        "retries": IN_PROCESS_ATTEMPTS,
+        "backoff_initial_seconds": download.backoff.initial_seconds,
+        "backoff_max_seconds": download.backoff.max_seconds,
+        "stall_timeout_seconds": download.stall_timeout_seconds,
+        "endpoint": endpoint or None,
+    }
+    return _Hub(kind, task, hub_access_env(endpoint, token_ref, token_env))
 
 
 def build_download_job(
@@ -186,48 +231,16 @@ def build_download_job(
 
     ``protected_paths`` (the directory being served) survive the pruning of old revisions.
     """
-    source = model.spec.source
-    download = model.spec.download
-    env: list[dict[str, Any]] = [env_var("MODELFLEET_MODE", "download")]
-    token_env = "HF_TOKEN"
-    if source.huggingface is not None:
-        hf = source.huggingface
-        env += [env_var("MODELFLEET_SOURCE", "huggingface"), env_var("MODELFLEET_REPO", hf.repo)]
-        allow, ignore, endpoint, token_ref = (
-            hf.allow_patterns,
-            hf.ignore_patterns,
-            hf.endpoint,
-            hf.token_secret_ref,
-        )
-    elif source.modelscope is not None:
-        ms = source.modelscope
-        env += [env_var("MODELFLEET_SOURCE", "modelscope"), env_var("MODELFLEET_REPO", ms.repo)]
-        allow, ignore, endpoint, token_ref = None, None, None, ms.token_secret_ref
-        token_env = "MODELSCOPE_API_TOKEN"
-    else:
-        raise ValueError(
-            f"Model {model.metadata.name!r}: only huggingface and modelscope sources download"
-        )
-    env += [
-        env_var("MODELFLEET_REVISION", revision),
-        env_var("MODELFLEET_MODEL_ROOT", settings.model_root),
-    ]
-    if allow:
-        env.append(env_var("MODELFLEET_ALLOW_PATTERNS", json.dumps(allow)))
-    if ignore:
-        env.append(env_var("MODELFLEET_IGNORE_PATTERNS", json.dumps(ignore)))
-    env += [
-        env_var("MODELFLEET_VERIFY", download.verify),
-        env_var("MODELFLEET_RETRIES", str(IN_PROCESS_ATTEMPTS)),
-        env_var("MODELFLEET_BACKOFF_INITIAL_SECONDS", str(download.backoff.initial_seconds)),
-        env_var("MODELFLEET_BACKOFF_MAX_SECONDS", str(download.backoff.max_seconds)),
-        env_var("MODELFLEET_STALL_TIMEOUT_SECONDS", str(download.stall_timeout_seconds)),
-        env_var("MODELFLEET_KEEP_REVISIONS", str(model.spec.storage.keep_revisions)),
-        env_var("MODELFLEET_PROTECTED_PATHS", json.dumps(list(protected_paths))),
-        *_common_env(model),
-    ]
-    env += hub_access_env(endpoint, token_ref, token_env)
-
+    hub = _hub(model, revision)
+    task = DownloaderSettings(
+        mode=Mode.DOWNLOAD,
+        model_root=Path(settings.model_root),
+        verify=VerifyMode(model.spec.download.verify),
+        keep_revisions=model.spec.storage.keep_revisions,
+        protected_paths=[Path(path) for path in protected_paths],
+        status_target=_status_target(model),
+        **hub.task,
+    )
     name = download_job_name(model, download_revision_key(model, revision), retry_token)
     return _job(
         model,
@@ -235,9 +248,28 @@ def build_download_job(
         name=name,
         component="download",
         annotations={REVISION_ANNOTATION: revision, RETRY_TOKEN_ANNOTATION: retry_token},
-        env=env,
-        read_only=False,
-        backoff_limit=download.retries,
+        env=[*downloader_env(task), *hub.env],
+        claim="read-write",
+        backoff_limit=model.spec.download.retries,
+    )
+
+
+def build_resolve_job(
+    model: Model, *, settings: OperatorSettings, revision: str, retry_token: str
+) -> Manifest:
+    """The Job that resolves ``revision`` to its commit and the size of the files the Model
+    selects, without a volume: the weights claim is sized from its result."""
+    hub = _hub(model, revision)
+    task = DownloaderSettings(mode=Mode.RESOLVE, **hub.task)
+    return _job(
+        model,
+        settings=settings,
+        name=resolve_job_name(model, download_revision_key(model, revision), retry_token),
+        component="resolve",
+        annotations={REVISION_ANNOTATION: revision, RETRY_TOKEN_ANNOTATION: retry_token},
+        env=[*downloader_env(task), *hub.env],
+        claim=None,
+        backoff_limit=model.spec.download.retries,
     )
 
 
@@ -245,14 +277,15 @@ def build_verify_job(model: Model, *, settings: OperatorSettings, retry_token: s
     """The Job that checks a ``source.pvc`` Model's weights in place, with the claim read-only."""
     if model.spec.source.pvc is None:
         raise ValueError(f"Model {model.metadata.name!r}: only pvc sources are verified in place")
-    env = [
-        env_var("MODELFLEET_MODE", "verify"),
-        env_var("MODELFLEET_SOURCE", "pvc"),
-        env_var("MODELFLEET_MODEL_ROOT", settings.model_root),
-        env_var("MODELFLEET_MODEL_PATH", pvc_model_path(settings, model)),
-        env_var("MODELFLEET_VERIFY", model.spec.download.verify),
-        *_common_env(model),
-    ]
+    task = DownloaderSettings(
+        mode=Mode.VERIFY,
+        source=Source.PVC,
+        model_root=Path(settings.model_root),
+        model_path=Path(pvc_model_path(settings, model)),
+        verify=VerifyMode(model.spec.download.verify),
+        status_target=_status_target(model),
+    )
+    env = downloader_env(task)
     name = verify_job_name(model, verify_revision_key(model), retry_token)
     return _job(
         model,
@@ -261,6 +294,6 @@ def build_verify_job(model: Model, *, settings: OperatorSettings, retry_token: s
         component="verify",
         annotations={RETRY_TOKEN_ANNOTATION: retry_token},
         env=env,
-        read_only=True,
+        claim="read-only",
         backoff_limit=model.spec.download.retries,
     )

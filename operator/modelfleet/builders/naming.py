@@ -55,6 +55,11 @@ def download_job_name(model: Model, revision_key: str, retry_token: str) -> str:
     return _job_name(model, "dl", revision_key, retry_token)
 
 
+def resolve_job_name(model: Model, revision_key: str, retry_token: str) -> str:
+    """``<name>-rs-<8 hex>``: one Job that sizes the claim per content and retry token."""
+    return _job_name(model, "rs", revision_key, retry_token)
+
+
 def verify_job_name(model: Model, revision_key: str, retry_token: str) -> str:
     """``<name>-vf-<8 hex>``: one verify Job per checked directory and retry token."""
     return _job_name(model, "vf", revision_key, retry_token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from modelfleet.api.v1alpha1 import Model
@@ -33,6 +34,7 @@ from modelfleet.builders.common import (
 )
 from modelfleet.builders.download import DOWNLOADER_COMMAND
 from modelfleet.builders.naming import finetune_lora_path, serving_name, volume_path
+from modelfleet.contracts.download import DownloaderSettings, Mode, Source, VerifyMode
 from modelfleet.settings import OperatorSettings
 
 CONTAINER_NAME = "vllm"
@@ -216,22 +218,20 @@ def _verify_container(
 ) -> dict[str, Any]:
     # A pvc source holds weights the user put there, never with our manifest: the verify Job
     # checked their completeness instead. Everything the operator downloaded must have one.
-    require_manifest = "false" if model.spec.source.pvc is not None else "true"
+    task = DownloaderSettings(
+        mode=Mode.VERIFY,
+        source=Source.PVC,
+        model_root=Path(settings.model_root),
+        model_path=Path(model_path),
+        # Sizes only: hashing the weights on every pod start would delay it by minutes.
+        verify=VerifyMode.SIZE,
+        require_manifest=model.spec.source.pvc is None,
+    )
     return {
         "name": INIT_CONTAINER_NAME,
         "image": model.spec.download.image or settings.downloader_image,
         "command": list(DOWNLOADER_COMMAND),
-        "env": [
-            env_var("MODELFLEET_MODE", "verify"),
-            env_var("MODELFLEET_SOURCE", "pvc"),
-            env_var("MODELFLEET_MODEL_ROOT", settings.model_root),
-            env_var("MODELFLEET_MODEL_PATH", model_path),
-            # Sizes only: hashing the weights on every pod start would delay it by minutes.
-            env_var("MODELFLEET_VERIFY", "size"),
-            env_var("MODELFLEET_REQUIRE_MANIFEST", require_manifest),
-            env_var("HOME", TMP_PATH),
-            env_var("HF_HUB_OFFLINE", "1"),
-        ],
+        "env": [*task.to_env(), env_var("HOME", TMP_PATH), env_var("HF_HUB_OFFLINE", "1")],
         "resources": copy.deepcopy(VERIFY_RESOURCES),
         "securityContext": container_security_context(read_only_root=True),
         "terminationMessagePolicy": "FallbackToLogsOnError",

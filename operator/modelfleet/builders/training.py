@@ -5,9 +5,9 @@ an init container of the downloader image."""
 from __future__ import annotations
 
 import copy
-import json
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from modelfleet.api.v1alpha1 import API_VERSION, FinetuneJob
 from modelfleet.api.v1alpha1.finetunejob import HuggingFaceDataset
@@ -32,6 +32,8 @@ from modelfleet.builders.download import DEFAULT_RESOURCES as FETCH_RESOURCES
 from modelfleet.builders.download import EPHEMERAL_REQUEST as FETCH_EPHEMERAL_REQUEST
 from modelfleet.builders.download import downloader_container, downloader_env, hub_access_env
 from modelfleet.builders.naming import finetune_output_dir
+from modelfleet.contracts.download import DownloaderSettings, Mode, Source
+from modelfleet.contracts.training import Method, TrainerSettings
 from modelfleet.settings import OperatorSettings
 
 FINETUNE_LABEL = "modelfleet.io/finetunejob"
@@ -83,16 +85,19 @@ def literal_pattern(path: str) -> str:
 def _fetch_dataset_container(dataset: HuggingFaceDataset, image: str) -> dict[str, Any]:
     """The init container that downloads and verifies the dataset file into the dataset
     volume, as ``<repo>/<commit>/<file>`` with a manifest, before training starts."""
-    env = [
-        env_var("MODELFLEET_MODE", "download"),
-        env_var("MODELFLEET_SOURCE", "huggingface-dataset"),
-        env_var("MODELFLEET_REPO", dataset.repo),
-        env_var("MODELFLEET_REVISION", dataset.revision),
-        env_var("MODELFLEET_MODEL_ROOT", DATASET_MOUNT),
-        env_var("MODELFLEET_ALLOW_PATTERNS", json.dumps([literal_pattern(dataset.file)])),
+    task = DownloaderSettings(
+        mode=Mode.DOWNLOAD,
+        source=Source.HUGGINGFACE_DATASET,
+        repo=dataset.repo,
+        revision=dataset.revision,
+        model_root=Path(DATASET_MOUNT),
+        allow_patterns=[literal_pattern(dataset.file)],
         # The volume is this pod's emptyDir: nothing outlives the pod to be made durable.
-        env_var("MODELFLEET_FSYNC", "false"),
-        *downloader_env(),
+        fsync=False,
+        endpoint=dataset.endpoint or None,
+    )
+    env = [
+        *downloader_env(task),
         *hub_access_env(dataset.endpoint, dataset.token_secret_ref),
     ]
     # An init container: the pod's limit is the trainer's, which covers the dataset volume.
@@ -104,29 +109,34 @@ def _fetch_dataset_container(dataset: HuggingFaceDataset, image: str) -> dict[st
     )
 
 
-def _dataset(
-    job: FinetuneJob, settings: OperatorSettings
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The dataset's volume, the trainer's environment that finds the file, and the init
-    containers that fetch it (none for a mounted file)."""
+class _Dataset(NamedTuple):
+    """Where the trainer finds the dataset: a volume, its settings, the containers that fill
+    it (none for a mounted file)."""
+
+    volume: dict[str, Any]
+    path: str
+    repo: str = ""
+    file: str = ""
+    init_containers: tuple[dict[str, Any], ...] = ()
+
+    def hub_settings(self) -> dict[str, Any]:
+        """The trainer's settings naming the fetched repository and file; none for a mount."""
+        return {"dataset_repo": self.repo, "dataset_file": self.file} if self.repo else {}
+
+
+def _dataset(job: FinetuneJob, settings: OperatorSettings) -> _Dataset:
     dataset = job.spec.dataset
     if dataset.config_map is not None:
         volume = {"name": DATASET_VOLUME, "configMap": {"name": dataset.config_map.name}}
-        path = f"{DATASET_MOUNT}/{dataset.config_map.key}"
-        return volume, [env_var("MODELFLEET_DATASET_PATH", path)], []
+        return _Dataset(volume, f"{DATASET_MOUNT}/{dataset.config_map.key}")
     if dataset.pvc is not None:
         volume = claim_volume(dataset.pvc.claim_name, read_only=True) | {"name": DATASET_VOLUME}
-        path = f"{DATASET_MOUNT}{dataset.pvc.path}"
-        return volume, [env_var("MODELFLEET_DATASET_PATH", path)], []
+        return _Dataset(volume, f"{DATASET_MOUNT}{dataset.pvc.path}")
     if dataset.huggingface is not None:
         hub = dataset.huggingface
         volume = {"name": DATASET_VOLUME, "emptyDir": {"sizeLimit": DATASET_SIZE_LIMIT}}
-        env = [
-            env_var("MODELFLEET_DATASET_PATH", DATASET_MOUNT),
-            env_var("MODELFLEET_DATASET_REPO", hub.repo),
-            env_var("MODELFLEET_DATASET_FILE", hub.file),
-        ]
-        return volume, env, [_fetch_dataset_container(hub, settings.downloader_image)]
+        fetch = _fetch_dataset_container(hub, settings.downloader_image)
+        return _Dataset(volume, DATASET_MOUNT, hub.repo, hub.file, (fetch,))
     raise ValueError("the dataset names no source")
 
 
@@ -146,25 +156,22 @@ def build_training_job(
     output_dir = finetune_output_dir(settings, namespace, job.metadata.name).replace(
         settings.model_root.rstrip("/"), OUTPUT_MOUNT, 1
     )
-    dataset_volume, dataset_env, init_containers = _dataset(job, settings)
+    dataset = _dataset(job, settings)
+    task = TrainerSettings(
+        model_path=Path(base_path),
+        output_dir=Path(output_dir),
+        dataset_path=Path(dataset.path),
+        **dataset.hub_settings(),
+        method=Method(spec.method),
+        **params.model_dump(),
+        merge=spec.merge,
+        base_repo=base_repo,
+        base_revision=base_revision,
+        status_target=f"{namespace}/{job.metadata.name}",
+        termination_log=Path(TERMINATION_LOG),
+    )
     env = [
-        env_var("MODELFLEET_MODEL_PATH", base_path),
-        env_var("MODELFLEET_OUTPUT_DIR", output_dir),
-        *dataset_env,
-        env_var("MODELFLEET_METHOD", spec.method),
-        env_var("MODELFLEET_EPOCHS", str(params.epochs)),
-        env_var("MODELFLEET_BATCH_SIZE", str(params.batch_size)),
-        env_var("MODELFLEET_LEARNING_RATE", str(params.learning_rate)),
-        env_var("MODELFLEET_MAX_SEQ_LENGTH", str(params.max_seq_length)),
-        env_var("MODELFLEET_LORA_RANK", str(params.lora_rank)),
-        env_var("MODELFLEET_LORA_ALPHA", str(params.lora_alpha)),
-        env_var("MODELFLEET_LORA_DROPOUT", str(params.lora_dropout)),
-        env_var("MODELFLEET_GRADIENT_ACCUMULATION", str(params.gradient_accumulation)),
-        env_var("MODELFLEET_MERGE", "true" if spec.merge else "false"),
-        env_var("MODELFLEET_BASE_REPO", base_repo),
-        env_var("MODELFLEET_BASE_REVISION", base_revision),
-        env_var("MODELFLEET_STATUS_TARGET", f"{namespace}/{job.metadata.name}"),
-        env_var("MODELFLEET_TERMINATION_LOG", TERMINATION_LOG),
+        *task.to_env(),
         env_var("HOME", TMP_PATH),
         env_var("HF_HOME", f"{TMP_PATH}/hf"),
         env_var("HF_HUB_OFFLINE", "1"),
@@ -173,7 +180,7 @@ def build_training_job(
     volumes = [
         claim_volume(base_claim, read_only=True) | {"name": BASE_VOLUME},
         claim_volume(base_claim, read_only=False) | {"name": OUTPUT_VOLUME},
-        dataset_volume,
+        dataset.volume,
         tmp_volume(TMP_SIZE_LIMIT),
     ]
     resources = spec.resources.to_wire() if spec.resources else copy.deepcopy(DEFAULT_RESOURCES)
@@ -209,7 +216,7 @@ def build_training_job(
         volumes=volumes,
         backoff_limit=spec.retries,
         active_deadline_seconds=spec.active_deadline_seconds,
-        init_containers=init_containers,
+        init_containers=list(dataset.init_containers),
     )
     manifest: Manifest = {
         "apiVersion": "batch/v1",

@@ -25,14 +25,14 @@ from rich.progress import (
 from rich.table import Table
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import VerifyMode
+from modelfleet.contracts.results import EXIT_PERMANENT, EXIT_RETRYABLE
 from modelfleet.downloader.download import DownloadRequest, download_model
 from modelfleet.downloader.errors import DownloadError, redact
 from modelfleet.downloader.hub import configure_hub_session, validate_repo_id
 from modelfleet.downloader.job import verify_directory
 from modelfleet.downloader.layout import list_revisions, model_dir
 from modelfleet.downloader.progress import DownloadProgress, ProgressSnapshot
-from modelfleet.downloader.settings import VerifyMode
-from modelfleet.jobresult import EXIT_PERMANENT, EXIT_RETRYABLE
 
 model_app = typer.Typer(
     help="Download, list, verify and delete model weights under a model root.",
@@ -230,7 +230,7 @@ def verify(  # noqa: PLR0917 - one parameter per CLI option
     except DownloadError as error:
         _fail(error, as_json)
     if as_json:
-        typer.echo(result.to_json())
+        typer.echo(result.line())
     else:
         typer.echo(f"OK {directory}: {result.message}")
 

@@ -1,18 +1,30 @@
 """The one-line JSON result a Job's program prints when it ends (on stdout and into the pod's
 termination message), one pydantic model per kind of Job.
 
-The program dumps it with :meth:`ResultLine.line`; the operator reads it back with
-:func:`read_result` from the termination message. Keys are camelCase; keys a newer program
-adds are ignored, so an operator and a Job image one version apart still understand each other.
+The program dumps it with :meth:`ResultLine.publish` and exits with :func:`exit_code`; the
+operator reads it back with :func:`read_result` from the termination message. Keys are
+camelCase; keys a newer program adds are ignored, so an operator and a Job image one version
+apart still understand each other.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
+from collections.abc import Collection
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+
+LOG = logging.getLogger(__name__)
+DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
+
+EXIT_SUCCESS, EXIT_RETRYABLE, EXIT_PERMANENT = 0, 1, 2
+"""How a Job's program exits: the Job's pod failure policy retries only EXIT_RETRYABLE."""
 
 # Kubernetes keeps at most 4096 bytes of a termination message; a message gets a quarter.
 MAX_MESSAGE = 1024
@@ -50,6 +62,34 @@ class ResultLine(BaseModel):
 
     def _omitted(self) -> set[str]:
         return set()
+
+    def publish(self, termination_log: Path | None) -> str:
+        """Print the line to stdout and write it to the termination log; return the line."""
+        line = self.line()
+        print(line, file=sys.stdout, flush=True)
+        target = termination_log_path(termination_log)
+        if target is not None:
+            try:
+                target.write_text(line + "\n")
+            except OSError as error:
+                LOG.warning("cannot write termination log %s: %s", target, error)
+        return line
+
+
+def exit_code(result: ResultLine, permanent: Collection[str]) -> int:
+    """0 on success, 2 when no retry can help (the reason is ``permanent``), 1 otherwise."""
+    if result.succeeded:
+        return EXIT_SUCCESS
+    return EXIT_PERMANENT if result.reason in permanent else EXIT_RETRYABLE
+
+
+def termination_log_path(configured: Path | None) -> Path | None:
+    """The configured path, else ``/dev/termination-log`` when writable, else None."""
+    if configured is not None:
+        return configured
+    if DEFAULT_TERMINATION_LOG.exists() and os.access(DEFAULT_TERMINATION_LOG, os.W_OK):
+        return DEFAULT_TERMINATION_LOG
+    return None
 
 
 class DownloadResult(ResultLine):

@@ -18,7 +18,7 @@ import yaml
 
 from modelfleet.dev.network import PodNetwork
 from modelfleet.dev.nodes import default_nodes
-from modelfleet.dev.provisioner import storage_class_manifest
+from modelfleet.dev.provisioner import storage_class_manifests
 
 LOG = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class DevCluster:
         self.kubeconfig.write_text(kubeconfig)
         self.kubeconfig.chmod(0o600)
         LOG.info("API server healthy after %.1fs", time.monotonic() - started)
-        manifests = [storage_class_manifest(), *default_nodes(gpu_nodes, cpu_nodes)]
+        manifests = [*storage_class_manifests(), *default_nodes(gpu_nodes, cpu_nodes)]
         self.kubectl(binaries, "apply", "-f", "-", stdin=yaml.safe_dump_all(manifests))
         self.start_agent()
         self.kubectl(binaries, "wait", "--for=condition=Ready", "node", "--all", "--timeout=120s")

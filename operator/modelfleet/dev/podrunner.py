@@ -1,6 +1,6 @@
 """Run modelfleet's Job pods for real on a cluster whose nodes are simulated.
 
-kwok nodes never start containers. Pods that do real work (download, verify, train: the
+kwok nodes never start containers. Pods that do real work (download, verify, resolve, train: the
 ``app.kubernetes.io/component`` label) are instead executed here as local processes, with the
 container's command, args and environment; volumes are mapped to host directories (a claim to
 the directory of its bound PersistentVolume), and the pod's status is then written the way a
@@ -36,6 +36,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import DownloaderSettings
 from modelfleet.contracts.results import DownloadResult
 from modelfleet.dev.engines import (
     BACKOFF_INITIAL_SECONDS,
@@ -47,7 +48,7 @@ from modelfleet.kube.timestamps import now_text
 
 LOG = logging.getLogger(__name__)
 
-EXECUTED_COMPONENTS = ("download", "verify", "train", "serving")
+EXECUTED_COMPONENTS = ("download", "verify", "resolve", "train", "serving")
 LABEL_SELECTOR = (
     "app.kubernetes.io/managed-by=modelfleet,"
     f"app.kubernetes.io/component in ({','.join(EXECUTED_COMPONENTS)})"
@@ -67,6 +68,11 @@ def simulated_revision(repo: str, revision: str) -> str:
 
 class PodConfigError(Exception):
     """The pod cannot start yet: a referenced Secret, ConfigMap or claim is missing."""
+
+
+class VolumeMountError(PodConfigError):
+    """A volume of the pod cannot be mounted: the pod stays in ContainerCreating and a
+    FailedMount Event says why, as a kubelet does."""
 
 
 def _terminated(container: Any, exit_code: int, message: str, started: str) -> dict[str, Any]:
@@ -122,6 +128,8 @@ class PodRunner:
         self._serving: dict[str, ServingPodRun] = {}
         self._running: dict[str, _Execution] = {}
         self._finished: set[str] = set()
+        # Pods whose volume could not be mounted: their FailedMount Event is posted once.
+        self._mount_failures: set[str] = set()
         self._lock = threading.Lock()
 
     # -- the loop --------------------------------------------------------------------------
@@ -232,6 +240,16 @@ class PodRunner:
                 if status["state"]["terminated"]["exitCode"] != 0:
                     phase = "Failed"
                     break
+        except VolumeMountError as error:
+            LOG.warning("pod %s cannot mount a volume: %s", key, error)
+            with self._lock:
+                self._running.pop(uid, None)  # try again on a later pass
+                first = uid not in self._mount_failures
+                self._mount_failures.add(uid)
+            if first:
+                self._patch_waiting(pod, "", reason="ContainerCreating")
+                self._post_event(pod, "FailedMount", str(error))
+            return
         except PodConfigError as error:
             LOG.warning("pod %s cannot start: %s", key, error)
             with self._lock:
@@ -274,7 +292,13 @@ class PodRunner:
         volume = self.core.read_persistent_volume(claim.spec.volume_name)
         if volume.spec.host_path is None:
             raise PodConfigError(f"volume {volume.metadata.name} is not a host path")
-        return Path(volume.spec.host_path.path)
+        path = Path(volume.spec.host_path.path)
+        if volume.spec.host_path.type == "Directory" and not path.is_dir():
+            raise VolumeMountError(
+                f'MountVolume.SetUp failed for volume "{volume.metadata.name}" : hostPath type'
+                f" check failed: {path} is not a directory"
+            )
+        return path
 
     def _config_map_dir(self, pod: Any, volume: Any, pod_dir: Path) -> Path:
         directory: Path = pod_dir / "volumes" / volume.name
@@ -410,9 +434,8 @@ class PodRunner:
     def _simulated_download(self, container: Any, started: str) -> dict[str, Any]:
         """The terminated status of a download container that succeeded without running."""
         env = {var.name: var.value or "" for var in container.env or [] if var.value_from is None}
-        revision = simulated_revision(
-            env.get("MODELFLEET_REPO", ""), env.get("MODELFLEET_REVISION", "")
-        )
+        task = DownloaderSettings.from_env(env)
+        revision = simulated_revision(task.repo, task.revision)
         result = DownloadResult(
             result="Succeeded",
             reason=Reason.DOWNLOADED,
@@ -452,8 +475,38 @@ class PodRunner:
             status["initContainerStatuses"] = [s for s in statuses if s["name"] in init_names]
         self._patch(pod, {"status": status})
 
-    def _patch_waiting(self, pod: Any, message: str) -> None:
-        waiting = {"reason": "CreateContainerConfigError", "message": message}
+    def _post_event(self, pod: Any, reason: str, message: str) -> None:
+        """A Warning Event about ``pod``, as the kubelet posts it."""
+        now = now_text()
+        body = {
+            "metadata": {
+                "generateName": f"{pod.metadata.name}.",
+                "namespace": pod.metadata.namespace,
+            },
+            "involvedObject": {
+                "kind": "Pod",
+                "namespace": pod.metadata.namespace,
+                "name": pod.metadata.name,
+                "uid": pod.metadata.uid,
+                "apiVersion": "v1",
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Warning",
+            "source": {"component": "kubelet", "host": pod.spec.node_name or ""},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(pod.metadata.namespace, body)
+        except ApiException as error:
+            LOG.warning("could not post %s about %s: %s", reason, pod.metadata.name, error.reason)
+
+    def _patch_waiting(
+        self, pod: Any, message: str, *, reason: str = "CreateContainerConfigError"
+    ) -> None:
+        waiting = {"reason": reason, "message": message} if message else {"reason": reason}
         self._patch(
             pod,
             {

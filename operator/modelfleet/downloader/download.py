@@ -13,6 +13,7 @@ from typing import Protocol
 from huggingface_hub.utils._paths import filter_repo_objects
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import MAX_LISTING_ENTRIES, Source, VerifyMode
 from modelfleet.downloader import nofollow
 from modelfleet.downloader.errors import DownloadError, redact
 from modelfleet.downloader.hub import HubClient, RemoteFile, RemoteSnapshot, validate_repo_id
@@ -28,7 +29,7 @@ from modelfleet.downloader.layout import (
     touch_last_used,
     validate_commit_id,
 )
-from modelfleet.downloader.listing import MAX_LISTING_ENTRIES, check_listing
+from modelfleet.downloader.listing import check_listing
 from modelfleet.downloader.manifest import (
     Manifest,
     ManifestFile,
@@ -38,7 +39,6 @@ from modelfleet.downloader.manifest import (
 )
 from modelfleet.downloader.progress import DownloadProgress
 from modelfleet.downloader.retry import BackoffPolicy, call_with_retries
-from modelfleet.downloader.settings import Source, VerifyMode
 from modelfleet.downloader.transfer import FileTask, Transfer, TransferOptions
 from modelfleet.downloader.verify import check_completeness
 
@@ -163,14 +163,26 @@ def _check_free_space(directory: Path, needed: int) -> None:
         )
 
 
-def download_model(
-    request: DownloadRequest, progress: DownloadProgress | None = None
-) -> DownloadReport:
-    """Put one revision of a repo under ``<root>/<org>/<name>/<sha>/`` and write its manifest."""
-    progress = progress or DownloadProgress()
+@dataclass(frozen=True)
+class Selection:
+    """A revision resolved to its commit, and the files of it the request selects."""
+
+    snapshot: RemoteSnapshot
+    files: list[RemoteFile]
+
+    @property
+    def bytes_total(self) -> int:
+        """What the selected files add up to."""
+        return sum(f.size for f in self.files)
+
+
+def resolve_selection(
+    request: DownloadRequest, source: SnapshotSource, progress: DownloadProgress
+) -> Selection:
+    """List the revision (retrying as the request's policy says), check the listing and keep
+    the files the allow and ignore patterns select; writes nothing."""
     secrets = [request.token]
     validate_repo_id(request.repo)
-    source = make_source(request)
 
     def on_retry(attempt: int, error: DownloadError, delay: float) -> None:
         message = redact(str(error), secrets)
@@ -185,17 +197,30 @@ def download_model(
 
     snapshot = call_with_retries(resolve, request.policy, on_retry=on_retry)
     check_listing(snapshot.files)
+    validate_commit_id(snapshot.sha)
     selected = select_files(snapshot.files, request.allow_patterns, request.ignore_patterns)
     if not selected:
         raise DownloadError(
             Reason.INCOMPLETE, "no file of the repo matches the allow/ignore patterns"
         )
+    return Selection(snapshot, selected)
+
+
+def download_model(
+    request: DownloadRequest, progress: DownloadProgress | None = None
+) -> DownloadReport:
+    """Put one revision of a repo under ``<root>/<org>/<name>/<sha>/`` and write its manifest."""
+    progress = progress or DownloadProgress()
+    secrets = [request.token]
+    source = make_source(request)
+    selection = resolve_selection(request, source, progress)
+    snapshot, selected = selection.snapshot, selection.files
     # Whatever the source says, only a 40-hex id under our root and names inside it are written.
     directory = model_dir(request.root, request.repo, validate_commit_id(snapshot.sha))
     for f in selected:
         file_target(directory, f.path)
         ensure_inside(directory, partial_path(directory, f.path))
-    total = sum(f.size for f in selected)
+    total = selection.bytes_total
     progress.plan(revision=snapshot.sha, bytes_total=total, files_total=len(selected))
     root = request.root
     if request.force:

@@ -27,11 +27,12 @@ from huggingface_hub.hf_api import DatasetInfo, ModelInfo, RepoFile
 from huggingface_hub.utils._headers import build_hf_headers
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import MAX_LISTING_ENTRIES
 from modelfleet.downloader import hub_session
 from modelfleet.downloader.destinations import MAX_REDIRECTS
 from modelfleet.downloader.errors import DownloadError, clean_token, redact
 from modelfleet.downloader.layout import validate_commit_id, validate_file_path
-from modelfleet.downloader.listing import MAX_LISTING_ENTRIES, bounded, declared_size
+from modelfleet.downloader.listing import bounded, declared_size
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -163,7 +164,7 @@ class HubClient:
         self.repo_type = repo_type
         """``model``, or ``dataset`` for a FinetuneJob's data."""
         self.max_entries = max_entries
-        """Files and folders a listing may have (see listing.MAX_LISTING_ENTRIES)."""
+        """Files and folders a listing may have (see contracts.download.MAX_LISTING_ENTRIES)."""
         token = clean_token(token)
         self._token = token
         hub_session.ensure_configured()

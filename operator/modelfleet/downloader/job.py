@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import logging
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from modelfleet.conditions import Reason
-from modelfleet.downloader.download import DownloadRequest, download_model
+from modelfleet.contracts.download import DownloaderSettings, Mode, Source, VerifyMode
+from modelfleet.downloader.download import (
+    DownloadRequest,
+    download_model,
+    make_source,
+    resolve_selection,
+)
 from modelfleet.downloader.errors import DownloadError, redact
 from modelfleet.downloader.hub import configure_hub_session, validate_repo_id
 from modelfleet.downloader.layout import COMMIT_ID, MANIFEST_NAME, list_revisions, model_dir
 from modelfleet.downloader.manifest import load_and_verify_manifest, manifest_path
 from modelfleet.downloader.progress import DownloadProgress, StatusReporter
-from modelfleet.downloader.result import JobResult, write_result
+from modelfleet.downloader.result import DownloaderResult
 from modelfleet.downloader.retry import BackoffPolicy
-from modelfleet.downloader.settings import DownloaderSettings, Mode, Source, VerifyMode
 from modelfleet.downloader.verify import check_completeness
+from modelfleet.jobprogram import job_main
 
 LOG = logging.getLogger("modelfleet.downloader")
 
@@ -54,7 +57,7 @@ def request_from_settings(settings: DownloaderSettings) -> DownloadRequest:
 
 def verify_directory(
     directory: Path, mode: VerifyMode, *, require_manifest: bool = False
-) -> JobResult:
+) -> DownloaderResult:
     """Check weights in place, writing nothing: by manifest if one exists, else completeness.
 
     With ``require_manifest`` a directory without a valid manifest is refused (Incomplete when
@@ -71,7 +74,7 @@ def verify_directory(
         )
     if manifest_path(directory).is_file():
         manifest = load_and_verify_manifest(directory, mode)
-        return JobResult(
+        return DownloaderResult(
             result="Succeeded",
             reason=Reason.DOWNLOADED,
             message=f"{len(manifest.files)} files verified against the manifest ({mode})",
@@ -84,7 +87,7 @@ def verify_directory(
         raise DownloadError(Reason.INCOMPLETE, f"{directory} does not exist")
     check_completeness(directory)
     files = [p for p in directory.rglob("*") if p.is_file()]
-    return JobResult(
+    return DownloaderResult(
         result="Succeeded",
         reason=Reason.DOWNLOADED,
         message="no manifest: completeness and shard sizes verified",
@@ -108,7 +111,24 @@ def _verify_target(settings: DownloaderSettings) -> Path:
     return complete[0].path
 
 
-def run(settings: DownloaderSettings, progress: DownloadProgress) -> JobResult:
+def resolve(settings: DownloaderSettings, progress: DownloadProgress) -> DownloaderResult:
+    """The commit the revision resolves to and the size of the files the Model selects."""
+    request = request_from_settings(settings)
+    selection = resolve_selection(request, make_source(request), progress)
+    return DownloaderResult(
+        result="Succeeded",
+        reason=Reason.RESOLVED,
+        message=(
+            f"{settings.repo}@{selection.snapshot.sha}: {len(selection.files)} files,"
+            f" {selection.bytes_total} bytes"
+        ),
+        resolved_revision=selection.snapshot.sha,
+        bytes_total=selection.bytes_total,
+        files=len(selection.files),
+    )
+
+
+def run(settings: DownloaderSettings, progress: DownloadProgress) -> DownloaderResult:
     """Do what ``settings.mode`` says and describe the outcome; raises DownloadError."""
     if settings.mode is Mode.VERIFY:
         progress.set_phase("Verifying")
@@ -118,8 +138,10 @@ def run(settings: DownloaderSettings, progress: DownloadProgress) -> JobResult:
     if not settings.repo:
         raise DownloadError(Reason.INVALID_SPEC, "MODELFLEET_REPO is required to download")
     configure_hub_session(settings.stall_timeout_seconds)
+    if settings.mode is Mode.RESOLVE:
+        return resolve(settings, progress)
     report = download_model(request_from_settings(settings), progress)
-    return JobResult(
+    return DownloaderResult(
         result="Succeeded",
         reason=Reason.DOWNLOADED,
         message=(
@@ -137,16 +159,16 @@ def run(settings: DownloaderSettings, progress: DownloadProgress) -> JobResult:
 
 def _failure(
     progress: DownloadProgress, reason: Reason, message: str, secrets: list[str | None]
-) -> JobResult:
+) -> DownloaderResult:
     message = redact(message, secrets)
     LOG.error("failed: %s: %s", reason, message)
     progress.record_error(f"{reason}: {message}")
     progress.set_phase("Failed")
     snapshot = progress.snapshot()
-    return JobResult(
-        "Failed",
-        reason,
-        message,
+    return DownloaderResult(
+        result="Failed",
+        reason=reason,
+        message=message,
         resolved_revision=snapshot.revision,
         bytes_total=snapshot.bytes_total,
         files=snapshot.files_done,
@@ -155,7 +177,7 @@ def _failure(
 
 def _run_reporting(
     settings: DownloaderSettings, progress: DownloadProgress, secrets: list[str | None]
-) -> JobResult:
+) -> DownloaderResult:
     try:
         result = run(settings, progress)
     except DownloadError as error:
@@ -167,19 +189,7 @@ def _run_reporting(
     return result
 
 
-def main() -> int:
-    """Run the Job; return its exit code (0 ok, 1 retryable failure, 2 permanent failure)."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
-    )
-    try:
-        settings = DownloaderSettings()
-    except ValidationError as error:
-        # pydantic echoes input values; never let a token reach the log through it.
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in error.errors())
-        result = JobResult("Failed", Reason.INVALID_SPEC, f"invalid settings: {fields}")
-        write_result(result, None)
-        return result.exit_code
+def _program(settings: DownloaderSettings) -> DownloaderResult:
     secrets = [settings.token.get_secret_value() if settings.token else None]
     progress = DownloadProgress()
     with ExitStack() as stack:
@@ -188,5 +198,9 @@ def main() -> int:
                 StatusReporter(settings.status_target, progress, settings.progress_interval)
             )
         result = _run_reporting(settings, progress, secrets)
-    write_result(result, settings.termination_log, secrets)
-    return result.exit_code
+    return result.redacted(secrets)
+
+
+def main() -> int:
+    """Run the Job; return its exit code (0 ok, 1 retryable failure, 2 permanent failure)."""
+    return job_main(DownloaderSettings, _program)

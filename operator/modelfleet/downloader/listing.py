@@ -12,10 +12,6 @@ from typing import Protocol, TypeVar
 from modelfleet.conditions import Reason
 from modelfleet.downloader.errors import DownloadError
 
-MAX_LISTING_ENTRIES = 20_000
-"""Entries (files and folders) one repo's listing may have; the largest model repos list a few
-thousand. A longer listing is refused while it is paged in, so it is never held whole.
-``MODELFLEET_MAX_LISTING_ENTRIES`` overrides it."""
 MAX_DECLARED_BYTES = (1 << 63) - 1
 """The largest size a file can have (a signed 64-bit ``off_t``), and the most a listing may add
 up to: anything larger is not a size. A large one that is a size meets the free-space check

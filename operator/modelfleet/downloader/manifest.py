@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import Source, VerifyMode
 from modelfleet.downloader import nofollow
 from modelfleet.downloader.errors import DownloadError
 from modelfleet.downloader.layout import MANIFEST_NAME, validate_file_path
-from modelfleet.downloader.settings import Source, VerifyMode
 from modelfleet.downloader.verify import check_completeness, check_file
 
 MANIFEST_API_VERSION = "modelfleet.io/v1alpha1"

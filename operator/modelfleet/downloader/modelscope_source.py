@@ -25,10 +25,11 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import MAX_LISTING_ENTRIES
 from modelfleet.downloader.errors import DownloadError, clean_token, redact
 from modelfleet.downloader.hub import RemoteFile, RemoteSnapshot, validate_repo_id
 from modelfleet.downloader.layout import validate_file_path
-from modelfleet.downloader.listing import MAX_LISTING_ENTRIES, bounded, declared_size
+from modelfleet.downloader.listing import bounded, declared_size
 
 DEFAULT_MODELSCOPE_ENDPOINT = "https://www.modelscope.cn"
 DEFAULT_BRANCH = "master"
@@ -111,7 +112,7 @@ class ModelScopeClient:
         self._hub: Any = hub_module.HubApi(endpoint=self.endpoint, token=self._token)
         self._revisions: dict[str, str] = {}
         self.max_entries = max_entries
-        """Files and folders a listing may have (see listing.MAX_LISTING_ENTRIES)."""
+        """Files and folders a listing may have (see contracts.download.MAX_LISTING_ENTRIES)."""
 
     def snapshot(self, repo: str, revision: str) -> RemoteSnapshot:
         """Resolve ``revision`` (``main`` means the default branch, master) and list its files."""

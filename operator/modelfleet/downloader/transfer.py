@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import VerifyMode
 from modelfleet.downloader import nofollow
 from modelfleet.downloader.errors import DownloadError, redact
 from modelfleet.downloader.fetch import BodyResponse, FetchError, HttpFetcher
@@ -27,7 +28,6 @@ from modelfleet.downloader.hub import map_status
 from modelfleet.downloader.layout import partial_path
 from modelfleet.downloader.progress import DownloadProgress
 from modelfleet.downloader.retry import BackoffPolicy, call_with_retries
-from modelfleet.downloader.settings import VerifyMode
 from modelfleet.downloader.verify import HASH_CHUNK, check_file
 
 LOG = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import VerifyMode
 from modelfleet.downloader.errors import DownloadError
 from modelfleet.downloader.layout import is_internal
-from modelfleet.downloader.settings import VerifyMode
 
 HASH_CHUNK = 8 << 20
 WEIGHT_SUFFIXES = (".safetensors", ".bin")

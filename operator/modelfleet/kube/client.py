@@ -48,6 +48,7 @@ POD = Resource("v1", "pods")
 SECRET = Resource("v1", "secrets")
 CONFIG_MAP = Resource("v1", "configmaps")
 EVENT = Resource("events.k8s.io/v1", "events")
+CORE_EVENT = Resource("v1", "events")
 JOB = Resource("batch/v1", "jobs")
 DEPLOYMENT = Resource("apps/v1", "deployments")
 SERVICE_ACCOUNT = Resource("v1", "serviceaccounts")
@@ -161,6 +162,14 @@ class Kube:
     def read_live(self, resource: Resource, namespace: str | None, name: str) -> Manifest | None:
         """The object as the API server has it now, or None; never from a cache."""
         return Kube.get(self, resource, namespace, name)
+
+    def pod_events(self, namespace: str, pod: str) -> list[Manifest]:
+        """The Events posted about a pod (by the kubelet, the attach controller), read live."""
+        query = {"fieldSelector": f"involvedObject.kind=Pod,involvedObject.name={pod}"}
+        items: list[Manifest] = self.request("GET", CORE_EVENT.path(namespace), query=query)[
+            "items"
+        ]
+        return items
 
     def list(
         self, resource: Resource, namespace: str | None, label_selector: str | None = None

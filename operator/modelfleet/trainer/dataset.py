@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import VerifyMode
 from modelfleet.downloader.errors import DownloadError
 from modelfleet.downloader.layout import list_revisions
 from modelfleet.downloader.manifest import load_and_verify_manifest
-from modelfleet.downloader.settings import VerifyMode
 from modelfleet.trainer.errors import TrainerError
 
 IGNORE_INDEX = -100

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
-import sys
 import time
 import warnings
 from contextlib import ExitStack
@@ -13,11 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from modelfleet.conditions import Reason
+from modelfleet.contracts.download import VerifyMode
+from modelfleet.contracts.training import Method, TrainerSettings
 from modelfleet.downloader.manifest import load_and_verify_manifest
-from modelfleet.downloader.settings import VerifyMode
+from modelfleet.jobprogram import job_main
 from modelfleet.trainer.dataset import fetched_dataset, load_dataset, tokenize_dataset
 from modelfleet.trainer.errors import TrainerError
 from modelfleet.trainer.meta import (
@@ -39,8 +37,7 @@ from modelfleet.trainer.outputs import (
     write_output_manifest,
 )
 from modelfleet.trainer.progress import StatusReporter, TrainingProgress
-from modelfleet.trainer.result import TrainerResult, write_result
-from modelfleet.trainer.settings import Method, TrainerSettings
+from modelfleet.trainer.result import TrainerResult
 from modelfleet.trainer.training import (
     DevicePlan,
     TrainingRun,
@@ -268,39 +265,16 @@ def run_reporting(settings: TrainerSettings, progress: TrainingProgress) -> Trai
         )
 
 
-def _env_termination_log() -> Path | None:
-    value = os.environ.get("MODELFLEET_TERMINATION_LOG")
-    return Path(value) if value else None
+def _program(settings: TrainerSettings) -> TrainerResult:
+    progress = TrainingProgress()
+    with ExitStack() as stack:
+        if settings.status_target:
+            stack.enter_context(
+                StatusReporter(settings.status_target, progress, settings.progress_interval)
+            )
+        return run_reporting(settings, progress)
 
 
 def main() -> int:
     """Run the Job; return its exit code (0 ok, 1 retryable failure, 2 permanent failure)."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
-    )
-    try:
-        settings = TrainerSettings()
-        progress = TrainingProgress()
-        reporter = (
-            StatusReporter(settings.status_target, progress, settings.progress_interval)
-            if settings.status_target
-            else None
-        )
-    except (ValidationError, ValueError) as error:
-        if isinstance(error, ValidationError):
-            details = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-            )
-        else:
-            details = str(error)
-        result = TrainerResult(
-            result="Failed", reason=Reason.INVALID_SPEC, message=f"invalid settings: {details}"
-        )
-        write_result(result, _env_termination_log())
-        return result.exit_code
-    with ExitStack() as stack:
-        if reporter is not None:
-            stack.enter_context(reporter)
-        result = run_reporting(settings, progress)
-    write_result(result, settings.termination_log)
-    return result.exit_code
+    return job_main(TrainerSettings, _program)

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from modelfleet.contracts.download import VerifyMode
 from modelfleet.downloader.layout import is_internal
 from modelfleet.downloader.manifest import (
     Manifest,
@@ -24,7 +25,6 @@ from modelfleet.downloader.manifest import (
     manifest_path,
     write_manifest,
 )
-from modelfleet.downloader.settings import VerifyMode
 from modelfleet.downloader.verify import sha256_file
 from modelfleet.trainer.meta import META_NAME
 

@@ -3,10 +3,7 @@ exit code that tells the Job whether to retry."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from modelfleet.contracts.results import TrainingResult
-from modelfleet.jobresult import exit_code, publish
+from modelfleet.contracts.results import TrainingResult, exit_code
 from modelfleet.trainer.errors import PERMANENT_REASONS
 
 
@@ -16,9 +13,4 @@ class TrainerResult(TrainingResult):
     @property
     def exit_code(self) -> int:
         """0 on success, 2 when no retry can help (bad dataset or settings), 1 otherwise."""
-        return exit_code(self.succeeded, self.reason, PERMANENT_REASONS)
-
-
-def write_result(result: TrainerResult, termination_log: Path | None) -> str:
-    """Print the result line to stdout and write it to the termination log; return the line."""
-    return publish(result.line(), termination_log)
+        return exit_code(self, PERMANENT_REASONS)

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from modelfleet.conditions import Reason
+from modelfleet.contracts.training import Method, TrainerSettings
 from modelfleet.trainer.dataset import IGNORE_INDEX, TokenizedExample
 from modelfleet.trainer.errors import TrainerError
 from modelfleet.trainer.progress import TrainingProgress
-from modelfleet.trainer.settings import Method, TrainerSettings
 
 LOG = logging.getLogger("modelfleet.trainer")
 

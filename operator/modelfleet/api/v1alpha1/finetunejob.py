@@ -203,6 +203,8 @@ class FinetuneSummary(ApiModel):
 
     status: str | None = None
     """Pending, Running, Succeeded or Failed."""
+    promoted: str | None = None
+    """The Model that serves the result, once promoted."""
 
 
 class FinetuneJobStatus(ApiModel):

@@ -145,12 +145,23 @@ class Storage(ApiModel):
                     "message": f"size must be above 0 and below {MAX_CLAIM_SIZE}",
                     "fieldPath": ".size",
                 },
+                {
+                    # A transition rule (oldSelf): a claim can grow, never shrink.
+                    "rule": "!has(self.size) || !has(oldSelf.size)"
+                    " || !isQuantity(string(self.size)) || !isQuantity(string(oldSelf.size))"
+                    " || quantity(string(self.size)).compareTo(quantity(string(oldSelf.size)))"
+                    " >= 0",
+                    "message": "size cannot shrink: a claim can only grow",
+                    "fieldPath": ".size",
+                },
             ]
         }
     )
 
     size: Quantity | None = None
-    """Claim size, e.g. "40Gi"; when omitted, the repository's file sizes plus headroom."""
+    """Claim size, e.g. "40Gi"; when omitted, the repository's file sizes times keepRevisions
+    plus 20 % headroom, read from the hub before the claim is created. Raising it expands the
+    claim where its StorageClass allows expansion; it cannot shrink."""
     storage_class_name: str | None = Field(
         default=None, max_length=253, pattern=STORAGE_CLASS_PATTERN
     )
@@ -422,6 +433,23 @@ class RevisionStatus(ApiModel):
     """When its manifest was written."""
 
 
+class StorageStatus(ApiModel):
+    """The weights claim as it is: its size, where that size comes from, and any resize."""
+
+    claim_name: str | None = None
+    """The PersistentVolumeClaim that holds the weights."""
+    size: str | None = None
+    """The size the claim requests."""
+    capacity: str | None = None
+    """The size of the volume bound to it."""
+    sized_from: str | None = None
+    """Why the claim has its size: spec.storage.size, or the repository's file list."""
+    reason: str | None = None
+    """StorageExpanding or StorageNotExpandable while spec.storage.size is above the claim."""
+    message: str | None = None
+    """What the reason means for this claim."""
+
+
 class Lineage(ApiModel):
     """Where a fine-tuned Model comes from."""
 
@@ -442,6 +470,8 @@ class ModelSummary(ApiModel):
     """Download progress, e.g. "42%"."""
     replicas: str | None = None
     """Ready over desired replicas, e.g. "2/3"."""
+    source: str | None = None
+    """Where the weights come from: "org/name@revision", "pvc:claim/path" or "finetuneJob:name"."""
 
 
 class ModelStatus(ApiModel):
@@ -461,6 +491,8 @@ class ModelStatus(ApiModel):
     """Progress of the current or last download."""
     serving: ServingStatus | None = None
     """Observed serving state."""
+    storage: StorageStatus | None = None
+    """The weights claim the Model creates: size, capacity and why."""
     revisions: list[RevisionStatus] = Field(default_factory=list)
     """Revisions kept on the volume, newest first."""
     lineage: Lineage | None = None

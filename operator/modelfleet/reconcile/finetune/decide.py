@@ -74,6 +74,8 @@ class _Step:
     """Status fields this step sets, as they are stored (camelCase)."""
     finishes: bool = False
     """The run ended: the status gets its completion time."""
+    promoted: str | None = None
+    """The Model that serves the result (written in this reconcile, or already)."""
 
 
 def promotion(job: FinetuneJob, base: Manifest, promoted: Manifest | None) -> Promotion | None:
@@ -188,17 +190,23 @@ def _training(job: FinetuneJob, observed: FinetuneObserved, settings: OperatorSe
     result = outcome.result or TrainingResult(result="Succeeded", reason=Reason.SUCCEEDED)
     namespace = job.metadata.namespace or ""
     message = f"trained; final loss {result.final_loss}"
-    promote = None
+    promote, promoted = None, None
     if job.spec.promote is not None and observed.base is not None:
         promote = promotion(job, observed.base, observed.promoted)
-        message += "; " + _promotion_text(promote, job.spec.promote.model_name)
+        promoted = job.spec.promote.model_name
+        message += "; " + _promotion_text(promote, promoted)
     fields: dict[str, Any] = {
         "outputPath": finetune_output_dir(settings, namespace, job.metadata.name)
     }
     if result.dataset_revision:
         fields["datasetRevision"] = result.dataset_revision
     return _Step(
-        "Succeeded", (Reason.SUCCEEDED, message), promotion=promote, fields=fields, finishes=True
+        "Succeeded",
+        (Reason.SUCCEEDED, message),
+        promotion=promote,
+        fields=fields,
+        finishes=True,
+        promoted=promoted,
     )
 
 
@@ -257,7 +265,10 @@ def _plan(
         | {
             "observedGeneration": generation,
             "conditions": _conditions(previous, generation, step.phase, step.verdict, now),
-            "summary": FinetuneSummary(status=step.phase).to_wire(),
+            "summary": FinetuneSummary(
+                status=step.phase,
+                promoted=step.promoted or (previous.summary.promoted if previous.summary else None),
+            ).to_wire(),
         }
     )
     return FinetunePlan(

@@ -8,6 +8,7 @@ import logging
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from modelfleet.builders.common import COMPONENT_LABEL
 from modelfleet.conditions import (
     STALLED_REASONS,
     ConditionType,
@@ -151,7 +152,10 @@ def reconcile(ctx: Context, body: Manifest) -> float | None:
     observed = observe(kube, model)
     now = now_text()
     plan = decide(model, observed, settings, now)
-    if any(m["kind"] == "Job" for m in plan.create) and hub_source(model) is not None:
+    new_labels = [m["metadata"].get("labels") or {} for m in plan.create]
+    if any(labels.get(COMPONENT_LABEL) == "download" for labels in new_labels) and hub_source(
+        model
+    ):
         # Only a new download Job prunes: what other Models on the claim use is read then
         # (one list of the namespace's Models), and the plan decided again with it.
         observed.shared_paths = paths_other_models_use(kube, model)

@@ -9,13 +9,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelfleet.api.v1alpha1 import Model
-from modelfleet.api.v1alpha1.model import Lineage, LoraAdapter, ServingStatus, SmokeTestStatus
+from modelfleet.api.v1alpha1.model import (
+    Lineage,
+    LoraAdapter,
+    ServingStatus,
+    SmokeTestStatus,
+)
 from modelfleet.builders.common import (
     MODEL_PATH_ANNOTATION,
     REVISION_ANNOTATION,
     SPEC_HASH_ANNOTATION,
 )
-from modelfleet.builders.download import build_download_job, build_verify_job
+from modelfleet.builders.download import build_download_job, build_resolve_job, build_verify_job
 from modelfleet.builders.naming import (
     finetune_model_path,
     model_path,
@@ -29,7 +34,12 @@ from modelfleet.builders.serving import (
     build_service,
     serving_endpoint,
 )
-from modelfleet.builders.storage import build_weights_claim, needs_weights_claim
+from modelfleet.builders.storage import (
+    SPEC_SIZE,
+    build_weights_claim,
+    derive_claim_size,
+    needs_weights_claim,
+)
 from modelfleet.conditions import (
     STALLED_REASONS,
     ConditionType,
@@ -52,13 +62,14 @@ from modelfleet.reconcile.model.observe import (
     SMOKE_RETRY_SECONDS,
     Observed,
     current_job_name,
+    current_resolve_job_name,
     hub_source,
     retry_token,
 )
 from modelfleet.reconcile.model.status import model_status, significant, transition_events
+from modelfleet.reconcile.model.storage import storage_events, storage_state
 from modelfleet.settings import OperatorSettings
 
-DEFAULT_CLAIM_SIZE = "10Gi"
 CONFIG_ERROR_RETRY_SECONDS = 30.0
 """How often a Model waiting on something outside the cluster's control (a Secret) looks again."""
 
@@ -171,6 +182,8 @@ def _serving_problem(observed: Observed) -> tuple[Reason, str] | None:
             continue
         status = pod.get("status", {})
         pod_name = pod["metadata"]["name"]
+        if pod_name in observed.volume_problems:
+            return Reason.VOLUME_MOUNT_FAILED, observed.volume_problems[pod_name]
         for container in status.get("initContainerStatuses", []):
             if container.get("name") != INIT_CONTAINER_NAME:
                 continue
@@ -335,6 +348,10 @@ def _weights_state(
         return _finetune_weights(model, observed, settings)
     if observed.config_error is not None:
         return WeightsState(False, observed.config_error, stalled=observed.config_error)
+    if observed.job is None and _needs_sizing(model, observed):
+        sizing = _sizing_state(model, observed, settings)
+        if sizing is not None:
+            return sizing
     if observed.job is None:
         waiting = _claim_wait(model, observed, settings, now)
         if waiting is not None:
@@ -346,6 +363,13 @@ def _weights_state(
     outcome = download_outcome(observed.job, observed.job_pods)
     job_name = observed.job["metadata"]["name"]
     if outcome.state == "Running":
+        mounting = [
+            observed.volume_problems[p["metadata"]["name"]]
+            for p in observed.job_pods
+            if p["metadata"]["name"] in observed.volume_problems
+        ]
+        if mounting:
+            return WeightsState(False, (Reason.VOLUME_MOUNT_FAILED, mounting[0]))
         phase = download_status.get("phase") or "Pending"
         reason = {"Downloading": Reason.DOWNLOADING, "Verifying": Reason.VERIFYING}.get(
             phase, Reason.VERIFYING if model.spec.source.pvc else Reason.PENDING
@@ -484,16 +508,93 @@ def _judge_serving(
     return ServingState(ready > 0, False, verdict, status, stalled)
 
 
-def _claim_to_create(model: Model, observed: Observed) -> list[Manifest]:
-    """The weights claim, when the Model makes one and it does not exist yet."""
-    if (
-        needs_weights_claim(model)
-        and model.spec.source.finetune_job is None
+def _makes_claim(model: Model) -> bool:
+    """Whether the Model creates its weights claim (not a user's, not a base Model's)."""
+    return needs_weights_claim(model) and model.spec.source.finetune_job is None
+
+
+def _needs_sizing(model: Model, observed: Observed) -> bool:
+    """Whether the claim is still to be made and its size must first be read from the hub."""
+    return (
+        _makes_claim(model)
         and observed.claim is None
-        and observed.config_error is None
-    ):
-        return [build_weights_claim(model, model.spec.storage.size or DEFAULT_CLAIM_SIZE)]
-    return []
+        and model.spec.storage.size is None
+        and current_resolve_job_name(model) is not None
+    )
+
+
+def _claim_size(model: Model, observed: Observed) -> tuple[str, str] | None:
+    """The size of the claim to create and why; None while the resolve Job has not said."""
+    if model.spec.storage.size is not None:
+        return str(model.spec.storage.size), SPEC_SIZE
+    if observed.resolve_job is None:
+        return None
+    outcome = download_outcome(observed.resolve_job, observed.resolve_job_pods)
+    result = outcome.result
+    if outcome.state != "Succeeded" or result is None or result.bytes_total is None:
+        return None
+    keep = model.spec.storage.keep_revisions
+    commit = (result.resolved_revision or "")[:12]
+    return derive_claim_size(result.bytes_total, keep), (
+        f"{result.bytes_total} bytes at {commit} x {keep} revisions kept + 20%"
+    )
+
+
+def _sizing_state(
+    model: Model, observed: Observed, settings: OperatorSettings
+) -> WeightsState | None:
+    """While the claim waits for its size: create or judge the resolve Job. None once it
+    succeeded (the claim is created in this reconcile)."""
+    job = observed.resolve_job
+    if job is None:
+        hub = hub_source(model)
+        job = build_resolve_job(
+            model,
+            settings=settings,
+            revision=hub.revision if hub else "",
+            retry_token=retry_token(model),
+        )
+        verdict = (Reason.RESOLVING, f"Job {job['metadata']['name']}: sizing the weights claim")
+        return WeightsState(False, verdict, create=[job])
+    name = job["metadata"]["name"]
+    outcome = download_outcome(job, observed.resolve_job_pods)
+    if outcome.state == "Running":
+        return WeightsState(False, (Reason.RESOLVING, f"Job {name}: sizing the weights claim"))
+    if outcome.state == "Failed" or _claim_size(model, observed) is None:
+        stalled = (
+            outcome.reason or Reason.BACKOFF_LIMIT_EXCEEDED,
+            f"sizing the weights claim: {outcome.message or f'Job {name} reported no size'}",
+        )
+        return WeightsState(False, stalled, stalled=stalled)
+    return None
+
+
+def _claim_to_create(model: Model, observed: Observed) -> list[Manifest]:
+    """The weights claim, when the Model makes one, it does not exist yet and its size is
+    known (spec.storage.size, or what the resolve Job read from the hub)."""
+    if not _makes_claim(model) or observed.claim is not None or observed.config_error:
+        return []
+    size = _claim_size(model, observed)
+    return [build_weights_claim(model, *size)] if size else []
+
+
+def _placement_problem(model: Model, observed: Observed) -> Verdict | None:
+    """Replicas spread over nodes that would all mount one ReadWriteOnce volume: refused
+    before anything is created (a block volume attaches to one node at a time)."""
+    serving = model.spec.serving
+    if serving is None or serving.replicas < 2 or serving.scheduling_strategy != "spread":
+        return None
+    modes = (observed.claim or {}).get("spec", {}).get("accessModes") or list(
+        model.spec.storage.access_modes
+    )
+    if "ReadWriteMany" in modes or "ReadOnlyMany" in modes:
+        return None
+    return (
+        Reason.READ_WRITE_ONCE_MULTI_REPLICA,
+        f"{serving.replicas} replicas spread over nodes cannot all attach the ReadWriteOnce"
+        f" claim {weights_claim_name(model)}: set storage.accessModes to [ReadWriteMany] (on"
+        " a StorageClass that offers it), schedulingStrategy binpack, or 1 replica",
+    )
 
 
 def _conflict_states(model: Model, observed: Observed) -> tuple[WeightsState, ServingState]:
@@ -560,13 +661,19 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
         # Fine-tuned weights live on the base Model's claim.
         model = model.model_copy(deep=True)
         model.spec.storage.existing_claim = base_claim_name(base)
-    if observed.conflicts:
-        weights, serving = _conflict_states(model, observed)
+    placement = _placement_problem(model, observed)
+    if placement is not None:
+        weights = WeightsState(False, placement, stalled=placement)
+        serving = ServingState(False, False, placement, model.status.serving, stalled=placement)
         create: list[Manifest] = []
+    elif observed.conflicts:
+        weights, serving = _conflict_states(model, observed)
+        create = []
     else:
         weights = _weights_state(model, observed, settings, now)
         serving = _serving_state(model, observed, settings, weights.verified, now=now)
         create = [*_claim_to_create(model, observed), *weights.create]
+    storage, resize = storage_state(model, observed, makes_claim=_makes_claim(model))
     conditions = _conditions(model, weights, serving, now)
     status = model_status(
         model,
@@ -574,20 +681,24 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
         verified=(weights.verified.path, weights.verified.revision) if weights.verified else None,
         download=weights.download_status,
         serving=serving.status,
+        storage=storage,
         lineage=_lineage(model, observed),
         now=now,
     )
     previous = model.status.to_wire()
     patch = status_patch(status, previous, not_owned=("download",))
-    requeues = [weights.requeue_after, serving.requeue_after]
+    requeues = [weights.requeue_after, serving.requeue_after, observed.volume_check_after]
     if observed.config_error is not None:
         requeues.append(CONFIG_ERROR_RETRY_SECONDS)
     return Plan(
         create=create,
-        apply=serving.apply,
+        apply=[*resize, *serving.apply],
         delete_jobs=weights.delete_jobs,
         status=patch,
-        events=transition_events(previous.get("conditions", []), conditions),
+        events=[
+            *transition_events(previous.get("conditions", []), conditions),
+            *storage_events(model.status.storage, storage),
+        ],
         requeue_after=min((r for r in requeues if r is not None), default=None),
         progress_only=significant(previous) == significant(without_none(patch)),
         pod_conditions=serving.pod_conditions,

@@ -21,13 +21,14 @@ from modelfleet.builders.common import (
 from modelfleet.builders.naming import (
     download_job_name,
     download_revision_key,
+    resolve_job_name,
     serving_name,
     verify_job_name,
     verify_revision_key,
     weights_claim_name,
 )
 from modelfleet.builders.serving import SMOKE_TEST_CONDITION
-from modelfleet.builders.storage import needs_weights_claim
+from modelfleet.builders.storage import claim_request, needs_weights_claim, quantity_above
 from modelfleet.conditions import Reason
 from modelfleet.kube.client import (
     DEPLOYMENT,
@@ -53,6 +54,12 @@ SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
 
 SMOKE_RETRY_SECONDS = 30.0
 
+VOLUME_CHECK_SECONDS = 20.0
+"""How long a scheduled pod may wait for its containers before its Events are read for a
+volume that cannot be attached or mounted."""
+
+VOLUME_EVENT_REASONS = ("FailedAttachVolume", "FailedMount")
+
 
 @dataclass
 class Observed:
@@ -63,6 +70,11 @@ class Observed:
     claim_unbound: bool = False
     """The claim has no volume yet, and gets one without waiting for a pod (see
     ``claim_waits_for_volume``)."""
+    claim_class: Manifest | None = None
+    """The claim's StorageClass, read only when spec.storage.size asks the claim to grow."""
+    resolve_job: Manifest | None = None
+    """The Job that sizes a claim not made yet from the repository's file list."""
+    resolve_job_pods: list[Manifest] = field(default_factory=list)
     job: Manifest | None = None
     job_pods: list[Manifest] = field(default_factory=list)
     other_jobs: list[Manifest] = field(default_factory=list)
@@ -75,6 +87,11 @@ class Observed:
     """Smoke completions asked of serving pods in this reconcile, by pod name."""
     conflicts: list[str] = field(default_factory=list)
     """Objects the Model would create or write that exist and are not modelfleet's."""
+    volume_problems: dict[str, str] = field(default_factory=dict)
+    """Pod name -> the latest FailedAttachVolume or FailedMount Event about it, of pods held
+    in ContainerCreating for VOLUME_CHECK_SECONDS."""
+    volume_check_after: float | None = None
+    """Seconds until a pod now starting is due for that check."""
     shared_paths: list[str] = field(default_factory=list)
     """Revision directories other Models on the same claim serve, roll to or keep: a new
     download Job's pruning must leave them (read only when the plan starts such a Job)."""
@@ -99,6 +116,14 @@ def current_job_name(model: Model) -> str | None:
     if hub is None:
         return None
     return download_job_name(model, download_revision_key(model, hub.revision), retry_token(model))
+
+
+def current_resolve_job_name(model: Model) -> str | None:
+    """Name of the Job that sizes the claim from the hub; None where nothing is downloaded."""
+    hub = hub_source(model)
+    if hub is None or model.spec.source.pvc is not None:
+        return None
+    return resolve_job_name(model, download_revision_key(model, hub.revision), retry_token(model))
 
 
 def _secret_problem(kube: Kube, model: Model) -> tuple[Reason, str] | None:
@@ -144,11 +169,16 @@ def observe(kube: Kube, model: Model) -> Observed:
         if base:
             observed.finetune_base = kube.get(MODEL, namespace, base)
     job_name = current_job_name(model)
+    resolve_name = current_resolve_job_name(model)
     for job in kube.list(JOB, namespace, f"{MODEL_LABEL}={name}"):  # download and verify Jobs
         if job["metadata"]["name"] == job_name:
             observed.job = job
         else:
             observed.other_jobs.append(job)
+            if job["metadata"]["name"] == resolve_name:
+                observed.resolve_job = job
+    if observed.job is None and observed.claim is None and observed.resolve_job is not None:
+        observed.resolve_job_pods = kube.list(POD, namespace, f"job-name={resolve_name}")
     if observed.job is not None:
         observed.job_pods = kube.list(POD, namespace, f"job-name={job_name}")
     elif observed.claim is not None and model.spec.source.finetune_job is None:
@@ -157,6 +187,10 @@ def observe(kube: Kube, model: Model) -> Observed:
     owns_claim = needs_weights_claim(model) and model.spec.source.finetune_job is None
     if owns_claim and observed.claim is not None and not is_ours(observed.claim, name):
         observed.conflicts.append(f"PersistentVolumeClaim {namespace}/{weights_claim_name(model)}")
+    elif owns_claim and observed.claim is not None:
+        class_name = (observed.claim.get("spec") or {}).get("storageClassName")
+        if class_name and quantity_above(model.spec.storage.size, claim_request(observed.claim)):
+            observed.claim_class = kube.get(STORAGE_CLASS, None, class_name)
     if model.spec.serving is not None:
         observed.deployment = kube.get(DEPLOYMENT, namespace, serving_name(model))
         observed.service = kube.get(SERVICE, namespace, serving_name(model))
@@ -181,7 +215,51 @@ def observe(kube: Kube, model: Model) -> Observed:
                 )
                 for pod in pods_awaiting_smoke_test(observed.serving_pods, time.time())
             }
+    check_volumes(kube, observed, [*observed.job_pods, *observed.serving_pods], time.time())
     return observed
+
+
+def check_volumes(kube: Kube, observed: Observed, pods: list[Manifest], now: float) -> None:
+    """Read the Events of pods held before their containers start: a volume that cannot be
+    attached (Multi-Attach on ReadWriteOnce storage) or mounted shows there, and nowhere in
+    the pod's status."""
+    for pod in pods:
+        waited = seconds_creating(pod, now)
+        if waited is None:
+            continue
+        if waited < VOLUME_CHECK_SECONDS:
+            due = VOLUME_CHECK_SECONDS - waited
+            observed.volume_check_after = min(observed.volume_check_after or due, due)
+            continue
+        name = pod["metadata"]["name"]
+        events = [
+            e
+            for e in kube.pod_events(pod["metadata"]["namespace"], name)
+            if e.get("reason") in VOLUME_EVENT_REASONS
+        ]
+        if events:
+            latest = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+            observed.volume_problems[name] = (
+                f"pod {name}: {latest['reason']}: {latest.get('message', '')}"
+            )
+
+
+def seconds_creating(pod: Manifest, now: float) -> float | None:
+    """Seconds a scheduled pod has waited without any container started; None when it is not
+    waiting so (not scheduled, started, finished or going away)."""
+    status = pod.get("status") or {}
+    if pod["metadata"].get("deletionTimestamp") or status.get("phase") != "Pending":
+        return None
+    scheduled = pod_condition(pod, "PodScheduled") or {}
+    since = parse_time(scheduled.get("lastTransitionTime"))
+    if scheduled.get("status") != "True" or since is None:
+        return None
+    containers = status.get("initContainerStatuses", []) + status.get("containerStatuses", [])
+    for container in containers:
+        state = container.get("state") or {}
+        if "running" in state or "terminated" in state or container.get("lastState"):
+            return None
+    return max(0.0, now - since)
 
 
 def pods_awaiting_smoke_test(pods: list[Manifest], now: float) -> list[Manifest]:

@@ -14,6 +14,7 @@ from modelfleet.api.v1alpha1.model import (
     ModelSummary,
     RevisionStatus,
     ServingStatus,
+    StorageStatus,
 )
 from modelfleet.conditions import ConditionType, event_type
 
@@ -84,6 +85,7 @@ def significant(status: dict[str, Any]) -> dict[str, Any]:
         "endpoint": serving.get("endpoint"),
         "lineage": status.get("lineage"),
         "downloadPhase": (status.get("download") or {}).get("phase"),
+        "storage": [(status.get("storage") or {}).get(k) for k in ("size", "capacity", "reason")],
     }
 
 
@@ -100,6 +102,17 @@ def short(revision: str | None) -> str | None:
     return revision[:7] if revision else None
 
 
+def source_text(model: Model) -> str:
+    """The Source column: where the weights come from."""
+    source = model.spec.source
+    hub = source.huggingface or source.modelscope
+    if hub is not None:
+        return f"{hub.repo}@{hub.revision}"
+    if source.pvc is not None:
+        return f"pvc:{source.pvc.claim_name}/{source.pvc.path.lstrip('/')}"
+    return f"finetuneJob:{source.finetune_job.name if source.finetune_job else ''}"
+
+
 def model_status(
     model: Model,
     conditions: list[dict[str, Any]],
@@ -107,6 +120,7 @@ def model_status(
     verified: tuple[str, str] | None,
     download: dict[str, Any],
     serving: ServingStatus | None,
+    storage: StorageStatus | None,
     lineage: Lineage | None,
     now: str,
 ) -> ModelStatus:
@@ -133,11 +147,13 @@ def model_status(
         model_path=verified[0] if verified else previous.model_path,
         download=DownloadStatus.model_validate(download) if download else None,
         serving=serving,
+        storage=storage or previous.storage,
         revisions=revisions[: model.spec.storage.keep_revisions],
         lineage=lineage,
         summary=ModelSummary(
             revision=short(resolved),
             progress=progress_text(progress, verified is not None),
             replicas=f"{serving.ready_replicas}/{desired}" if serving is not None else None,
+            source=source_text(model),
         ),
     )

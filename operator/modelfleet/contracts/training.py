@@ -1,4 +1,5 @@
-"""Configuration of the training Job: one pydantic-settings class read from the environment."""
+"""The training Job's settings: what the operator asks of the trainer, written by the builders
+as env and read back by the Job."""
 
 from __future__ import annotations
 
@@ -6,18 +7,21 @@ from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelfleet.api.v1alpha1.finetunejob import (
     BatchSize,
     Epochs,
     GradientAccumulation,
+    Hyperparameters,
     LearningRate,
     LoraAlpha,
     LoraDropout,
     LoraRank,
     MaxSeqLength,
 )
+from modelfleet.contracts.jobenv import JobEnv
+
+_API_DEFAULTS = Hyperparameters()
 
 
 class Method(StrEnum):
@@ -27,13 +31,11 @@ class Method(StrEnum):
     FULL = "full"
 
 
-class TrainerSettings(BaseSettings):
+class TrainerSettings(JobEnv):
     """Everything the trainer reads from its environment (prefix ``MODELFLEET_``).
 
     Defaults match ``FinetuneJob.spec.hyperparameters``; the operator sets every field it knows.
     """
-
-    model_config = SettingsConfigDict(env_prefix="MODELFLEET_", extra="ignore")
 
     model_path: Path
     """Base weights directory (mounted read-only)."""
@@ -47,15 +49,15 @@ class TrainerSettings(BaseSettings):
     dataset_file: str = ""
     """With ``dataset_repo``: the file's path in the repository."""
     method: Method = Method.LORA
-    # Bounds as the API refuses them; the defaults only matter to a Job started by hand.
-    epochs: Epochs = 3
-    batch_size: BatchSize = 4
-    learning_rate: LearningRate = 2e-4
-    max_seq_length: MaxSeqLength = 1024
-    lora_rank: LoraRank = 16
-    lora_alpha: LoraAlpha = 32
-    lora_dropout: LoraDropout = 0.05
-    gradient_accumulation: GradientAccumulation = 1
+    # Bounds and defaults as the API has them; the defaults only matter to a Job started by hand.
+    epochs: Epochs = _API_DEFAULTS.epochs
+    batch_size: BatchSize = _API_DEFAULTS.batch_size
+    learning_rate: LearningRate = _API_DEFAULTS.learning_rate
+    max_seq_length: MaxSeqLength = _API_DEFAULTS.max_seq_length
+    lora_rank: LoraRank = _API_DEFAULTS.lora_rank
+    lora_alpha: LoraAlpha = _API_DEFAULTS.lora_alpha
+    lora_dropout: LoraDropout = _API_DEFAULTS.lora_dropout
+    gradient_accumulation: GradientAccumulation = _API_DEFAULTS.gradient_accumulation
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
     """Share of the optimizer steps over which the learning rate ramps up linearly."""
     merge: bool = True
@@ -64,14 +66,8 @@ class TrainerSettings(BaseSettings):
     """Repository of the base weights, recorded as lineage."""
     base_revision: str = ""
     """Commit sha of the base weights, recorded as lineage."""
-    status_target: str | None = None
-    """``<namespace>/<finetunejob name>`` whose status.progress is patched; unset: no patches."""
-    progress_interval: float = Field(default=5.0, gt=0)
-    """Least seconds between two status patches."""
     logging_steps: int = Field(default=1, ge=1)
     """A log line every this many optimizer steps (and at the last one)."""
-    termination_log: Path | None = None
-    """Where the result line goes; /dev/termination-log when writable and unset."""
     seed: int = 42
     """Seeds weight init of adapters, dropout and the data order."""
     device: str | None = None

@@ -1,21 +1,30 @@
-"""Configuration of the download Job: one pydantic-settings class read from the environment."""
+"""The download Job's settings: what the operator asks of the downloader (download a revision,
+or verify weights in place), written by the builders as env and read back by the Job."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
 
-from modelfleet.downloader.listing import MAX_LISTING_ENTRIES
+from modelfleet.contracts.jobenv import JobEnv
+
+MAX_LISTING_ENTRIES = 20_000
+"""Entries (files and folders) one repo's listing may have; the largest model repos list a few
+thousand. A longer listing is refused while it is paged in, so it is never held whole.
+``MODELFLEET_MAX_LISTING_ENTRIES`` overrides it."""
 
 
 class Mode(StrEnum):
-    """What the Job does: fetch weights, or check weights already on a volume."""
+    """What the Job does: fetch weights, check weights already on a volume, or only resolve a
+    revision to its commit and the size of its selected files (no volume: the claim is sized
+    from it)."""
 
     DOWNLOAD = "download"
     VERIFY = "verify"
+    RESOLVE = "resolve"
 
 
 class Source(StrEnum):
@@ -35,10 +44,14 @@ class VerifyMode(StrEnum):
     NONE = "none"
 
 
-class DownloaderSettings(BaseSettings):
+class DownloaderSettings(JobEnv):
     """Everything the downloader reads from its environment (prefix ``MODELFLEET_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="MODELFLEET_", extra="ignore")
+    # Read without the prefix: these are the names every Hugging Face tool understands.
+    ENV_NAMES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "endpoint": ("HF_ENDPOINT",),
+        "token": ("HF_TOKEN", "MODELSCOPE_API_TOKEN"),
+    }
 
     mode: Mode = Mode.DOWNLOAD
     source: Source = Source.HUGGINGFACE
@@ -65,11 +78,5 @@ class DownloaderSettings(BaseSettings):
     max_workers: int = Field(default=8, ge=1, le=64)
     # Files and folders a hub's listing may have; a longer one is refused while paged in.
     max_listing_entries: int = Field(default=MAX_LISTING_ENTRIES, ge=1)
-    status_target: str | None = None
-    progress_interval: float = Field(default=5.0, gt=0)
-    termination_log: Path | None = None
-    # Read without the prefix: these are the names every Hugging Face tool understands.
-    endpoint: str | None = Field(default=None, validation_alias=AliasChoices("HF_ENDPOINT"))
-    token: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("HF_TOKEN", "MODELSCOPE_API_TOKEN")
-    )
+    endpoint: str | None = None
+    token: SecretStr | None = None
