@@ -5,8 +5,39 @@ from __future__ import annotations
 import random
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelfleet.api.v1alpha1.common import EnvVar, Toleration
+
+
+class JobDefaults(BaseModel):
+    """What every download, verify, resolve and training Job gets unless its Model or
+    FinetuneJob sets its own."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    env: list[EnvVar] = Field(default_factory=list)
+    """Environment, e.g. HTTPS_PROXY and NO_PROXY; a Model's variable of the same name wins."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels of the Job pods."""
+    tolerations: list[Toleration] = Field(default_factory=list)
+    """Taints the Job pods tolerate."""
+
+
+class ChildDefaults(BaseModel):
+    """The installation's defaults for the pods the operator creates (the chart's
+    ``defaults``), applied where a Model or FinetuneJob is silent."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    """Secrets of each namespace to pull every image with (a mirrored registry)."""
+    jobs: JobDefaults = Field(default_factory=JobDefaults)
+    """Download, verify, resolve and training Jobs."""
+    huggingface_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    """A Hugging Face mirror used by Models that name no ``source.huggingface.endpoint``."""
 
 
 class OperatorSettings(BaseSettings):
@@ -57,6 +88,8 @@ class OperatorSettings(BaseSettings):
     """Run without peering (one replica); the chart turns peering on for several replicas."""
     max_workers: int = 8
     """Threads that run reconciles."""
+    defaults: ChildDefaults = Field(default_factory=ChildDefaults)
+    """MODELFLEET_DEFAULTS, JSON: the defaults of the pods the operator creates."""
 
 
 @lru_cache(maxsize=1)

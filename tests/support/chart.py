@@ -45,6 +45,8 @@ NAMESPACED_RULES: Rules = _rules(
     ("", ["serviceaccounts"], ["get", "create", "patch"]),
     ("batch", ["jobs"], ["list", "watch", "create", "delete"]),
     ("apps", ["deployments"], ["get", "list", "watch", "create", "patch"]),
+    # delete: the serving pods' budget below 2 replicas
+    ("policy", ["poddisruptionbudgets"], ["get", "list", "watch", "create", "patch", "delete"]),
     ("", ["events"], ["list"]),  # a pod's FailedMount / FailedAttachVolume
     ("events.k8s.io", ["events"], ["create"]),
     ("rbac.authorization.k8s.io", ["roles", "rolebindings"], ["get", "create", "patch"]),

@@ -28,7 +28,13 @@ from modelfleet.builders.naming import (
     verify_job_name,
     weights_claim_name,
 )
-from modelfleet.builders.serving import build_deployment, build_service, serving_endpoint
+from modelfleet.builders.serving import (
+    build_deployment,
+    build_disruption_budget,
+    build_service,
+    serving_endpoint,
+    wants_disruption_budget,
+)
 from modelfleet.builders.storage import build_weights_claim, derive_claim_size
 from modelfleet.settings import OperatorSettings
 from tests.support.crdschema import REPO_ROOT
@@ -112,6 +118,11 @@ def _render_downloaded(example: str) -> dict[str, Manifest]:
         ),
         "deployment": deployment_for(model),
         "service": build_service(model),
+        **(
+            {"disruption-budget": build_disruption_budget(model)}
+            if wants_disruption_budget(model.spec.serving)
+            else {}
+        ),
     }
 
 
@@ -216,6 +227,7 @@ def _all_children(model: Model) -> list[Manifest]:
         download_job_for(model),
         deployment_for(model),
         build_service(model),
+        build_disruption_budget(model),
     ]
 
 
@@ -637,7 +649,7 @@ def test_every_child_and_pod_template_is_labelled_and_owned() -> None:
         *_all_children(model),
         build_verify_job(pvc_model, settings=SETTINGS, retry_token=""),
     ]
-    components = ["weights", "download", "serving", "serving", "verify"]
+    components = ["weights", "download", "serving", "serving", "serving", "verify"]
     for manifest, component in zip(children, components, strict=True):
         owner_name = manifest["metadata"]["labels"]["modelfleet.io/model"]
         expected = {

@@ -60,8 +60,9 @@ in each watched namespace. Server-side apply creates an object when it is missin
 server then also authorizes `create`: every kind the operator applies carries create and patch.
 The Job identity it creates in each namespace (ServiceAccount, Role, RoleBinding) may be read and
 patched only under its own name (`resourceNames`); `create` cannot be limited by name. `get`
-on Deployments and Services reads an unlabelled object of a child's name (which the watch,
-filtered to modelfleet's labels, never shows) before anything is written: ChildConflict. `list`
+on Deployments, Services and PodDisruptionBudgets reads an unlabelled object of a child's name
+(which the watch, filtered to modelfleet's labels, never shows) before anything is written:
+ChildConflict. `delete` on PodDisruptionBudgets removes a serving budget below 2 replicas. `list`
 on core Events reads, for a pod held in ContainerCreating, the kubelet's FailedMount and the
 attach controller's FailedAttachVolume: VolumeMountFailed.
 */}}
@@ -109,6 +110,9 @@ attach controller's FailedAttachVolume: VolumeMountFailed.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [list]
@@ -135,4 +139,17 @@ attach controller's FailedAttachVolume: VolumeMountFailed.
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]
+{{- end }}
+
+{{/*
+The defaults of the pods the operator creates (values: defaults), as the JSON the operator reads
+from MODELFLEET_DEFAULTS (operator/modelfleet/settings.py ChildDefaults); an empty mirror is
+left out.
+*/}}
+{{- define "modelfleet.childDefaults" -}}
+{{- $defaults := deepCopy .Values.defaults -}}
+{{- if not $defaults.huggingfaceEndpoint -}}
+{{- $_ := unset $defaults "huggingfaceEndpoint" -}}
+{{- end -}}
+{{- toJson $defaults -}}
 {{- end }}

@@ -5,10 +5,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from modelfleet.api.v1alpha1 import API_VERSION, Model
+from modelfleet.api.v1alpha1.common import JobPodSettings
 from modelfleet.contracts.results import EXIT_PERMANENT
+from modelfleet.settings import ChildDefaults
 
 Manifest = dict[str, Any]
 """A Kubernetes object as plain JSON-compatible data."""
@@ -236,6 +239,62 @@ def pod_failure_policy(*container_names: str) -> dict[str, Any]:
     }
 
 
+def _with_env(container: dict[str, Any], extra: list[dict[str, Any]]) -> dict[str, Any]:
+    """``container`` with ``extra`` variables first: the program's own come last, so a
+    variable of the same name cannot replace them."""
+    own = {variable["name"] for variable in container.get("env", [])}
+    added = [variable for variable in extra if variable["name"] not in own]
+    return {**container, "env": [*added, *container.get("env", [])]} if added else container
+
+
+DEFAULTS_ANNOTATION = "modelfleet.io/defaults"
+"""On a Job: the installation's defaults it took because its Model or FinetuneJob was silent."""
+
+
+@dataclass(frozen=True)
+class JobPod:
+    """A Job pod's placement and extra environment: the object's own settings, else the
+    installation's defaults."""
+
+    env: list[dict[str, Any]] = field(default_factory=list)
+    node_selector: dict[str, str] | None = None
+    tolerations: list[dict[str, Any]] | None = None
+    image_pull_secrets: list[str] = field(default_factory=list)
+    from_defaults: tuple[str, ...] = ()
+    """Which settings came from the defaults, for the DEFAULTS_ANNOTATION."""
+
+    def annotations(self) -> dict[str, str]:
+        return {DEFAULTS_ANNOTATION: ", ".join(self.from_defaults)} if self.from_defaults else {}
+
+
+def job_pod(own: JobPodSettings, defaults: ChildDefaults) -> JobPod:
+    """Merge ``own`` (a Model's download settings, a FinetuneJob's spec) over ``defaults``."""
+    taken: list[str] = []
+    own_names = {variable.name for variable in own.env}
+    inherited = [variable for variable in defaults.jobs.env if variable.name not in own_names]
+    if inherited:
+        taken.append("env " + " ".join(variable.name for variable in inherited))
+    node_selector = own.node_selector
+    if node_selector is None and defaults.jobs.node_selector:
+        node_selector = dict(defaults.jobs.node_selector)
+        taken.append("nodeSelector")
+    tolerations = own.tolerations
+    if tolerations is None and defaults.jobs.tolerations:
+        tolerations = list(defaults.jobs.tolerations)
+        taken.append("tolerations")
+    pull_secrets = own.image_pull_secrets
+    if pull_secrets is None and defaults.image_pull_secrets:
+        pull_secrets = list(defaults.image_pull_secrets)
+        taken.append("imagePullSecrets")
+    return JobPod(
+        env=[variable.to_wire() for variable in (*inherited, *own.env)],
+        node_selector=node_selector,
+        tolerations=[t.to_wire() for t in tolerations] if tolerations is not None else None,
+        image_pull_secrets=list(pull_secrets or []),
+        from_defaults=tuple(taken),
+    )
+
+
 def job_spec(
     *,
     service_account: str,
@@ -244,6 +303,7 @@ def job_spec(
     volumes: list[dict[str, Any]],
     backoff_limit: int,
     active_deadline_seconds: int | None,
+    placement: JobPod,
     init_containers: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The spec of every modelfleet Job: its pod runs once per attempt under the Job identity
@@ -251,6 +311,8 @@ def job_spec(
     spends no retry. No ttlSecondsAfterFinished: the operator reads a finished Job's result,
     then deletes it."""
     names = [c["name"] for c in init_containers or []] + [container["name"]]
+    container = _with_env(container, placement.env)
+    init_containers = [_with_env(c, placement.env) for c in init_containers or []]
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": service_account,
@@ -258,6 +320,12 @@ def job_spec(
         "containers": [container],
         "volumes": volumes,
     }
+    if placement.node_selector:
+        pod["nodeSelector"] = placement.node_selector
+    if placement.tolerations:
+        pod["tolerations"] = placement.tolerations
+    if placement.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": name} for name in placement.image_pull_secrets]
     if init_containers:
         pod["initContainers"] = init_containers
     spec: dict[str, Any] = {

@@ -24,6 +24,7 @@ from modelfleet.builders.common import (
     claim_volume,
     container_security_context,
     env_var,
+    job_pod,
     job_spec,
     labels,
     model_name,
@@ -105,6 +106,7 @@ def _job(
         resources,
         volume_mount(WEIGHTS_VOLUME, settings.model_root, read_only=read_only) if claim else None,
     )
+    placement = job_pod(model.spec.download, settings.defaults)
     spec = job_spec(
         service_account=settings.job_service_account,
         pod_labels=labels(model, component),
@@ -112,11 +114,14 @@ def _job(
         volumes=volumes,
         backoff_limit=backoff_limit,
         active_deadline_seconds=model.spec.download.active_deadline_seconds,
+        placement=placement,
     )
     manifest: Manifest = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": object_meta(model, name, component, annotations=annotations),
+        "metadata": object_meta(
+            model, name, component, annotations=annotations | placement.annotations()
+        ),
         "spec": spec,
     }
     return stamp_spec_hash(manifest)
@@ -184,7 +189,9 @@ class _Hub(NamedTuple):
     """The token (from its Secret) and the protocol switches."""
 
 
-def _hub(model: Model, revision: str) -> _Hub:
+def _hub(model: Model, revision: str, settings: OperatorSettings) -> _Hub:
+    """The repository, its files and the hub (the Model's endpoint, else the installation's
+    mirror) as downloader settings, and the token's environment."""
     source = model.spec.source
     if source.huggingface is not None:
         hf = source.huggingface
@@ -192,7 +199,7 @@ def _hub(model: Model, revision: str) -> _Hub:
         allow, ignore, endpoint, token_ref = (
             hf.allow_patterns,
             hf.ignore_patterns,
-            hf.endpoint,
+            hf.endpoint or settings.defaults.huggingface_endpoint,
             hf.token_secret_ref,
         )
     elif source.modelscope is not None:
@@ -231,7 +238,7 @@ def build_download_job(
 
     ``protected_paths`` (the directory being served) survive the pruning of old revisions.
     """
-    hub = _hub(model, revision)
+    hub = _hub(model, revision, settings)
     task = DownloaderSettings(
         mode=Mode.DOWNLOAD,
         model_root=Path(settings.model_root),
@@ -259,7 +266,7 @@ def build_resolve_job(
 ) -> Manifest:
     """The Job that resolves ``revision`` to its commit and the size of the files the Model
     selects, without a volume: the weights claim is sized from its result."""
-    hub = _hub(model, revision)
+    hub = _hub(model, revision, settings)
     task = DownloaderSettings(mode=Mode.RESOLVE, **hub.task)
     return _job(
         model,

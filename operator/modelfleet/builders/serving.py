@@ -1,13 +1,18 @@
-"""The vLLM Deployment that serves a Model's weights, and the Service in front of it."""
+"""The vLLM Deployment that serves a Model's weights, the Service in front of it, and the
+PodDisruptionBudget that keeps a drain from taking all of its replicas."""
 
 from __future__ import annotations
 
 import copy
+import math
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from kubernetes.utils.quantity import parse_quantity
+
 from modelfleet.api.v1alpha1 import Model
-from modelfleet.api.v1alpha1.model import Serving
+from modelfleet.api.v1alpha1.model import ProbeTiming, Serving
 from modelfleet.builders.common import (
     EPHEMERAL_STORAGE,
     LOG_HEADROOM_GIB,
@@ -25,7 +30,6 @@ from modelfleet.builders.common import (
     model_namespace,
     object_meta,
     pod_security_context,
-    scratch_gib,
     selector_labels,
     stamp_spec_hash,
     tmp_volume,
@@ -42,24 +46,21 @@ INIT_CONTAINER_NAME = "verify-weights"
 PORT_NAME = "http"
 HEALTH_PATH = "/health"
 HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
+ZONE_TOPOLOGY = "topology.kubernetes.io/zone"
 # A readiness gate: a serving pod counts as Ready (for its Service and the rollout) only once
 # the operator has had one completion answered by it (see modelfleet.smoketest).
 SMOKE_TEST_CONDITION = "modelfleet.io/smoke-test"
 REVISION_HISTORY_LIMIT = 5
-TERMINATION_GRACE_SECONDS = 60
 # On deletion the pod keeps serving this long before vLLM gets SIGTERM: the time for its
 # endpoint to leave the Service's EndpointSlices (and kube-proxy's rules, and gateways' pools)
 # so that a rollout fails no request.
 PRE_STOP_SLEEP_SECONDS = 5
-# Caps what NCCL and PyTorch worker processes may put in shared memory (it counts against the
-# container's memory); the 64Mi a container gets by default breaks tensor parallelism.
-SHM_SIZE_LIMIT = "8Gi"
-# torch.compile and Triton caches of a large model reach a few GiB.
-SERVING_TMP_SIZE_LIMIT = "16Gi"
-# Loading a large model (and compiling its CUDA graphs) can take 30 minutes before /health
-# answers: 180 probes, 10 s apart.
-STARTUP_PERIOD_SECONDS = 10
-STARTUP_FAILURE_THRESHOLD = 180
+# The probes' timing where serving.probes is silent (its docstrings say why).
+STARTUP_PROBE = ProbeTiming(period_seconds=10, failure_threshold=180, timeout_seconds=5)
+READINESS_PROBE = ProbeTiming(period_seconds=10, failure_threshold=3, timeout_seconds=5)
+LIVENESS_PROBE = ProbeTiming(period_seconds=15, failure_threshold=6, timeout_seconds=10)
+# A disruption budget over fewer pods either blocks every drain or allows everything.
+DISRUPTION_BUDGET_MIN_REPLICAS = 2
 SHM_VOLUME = "dshm"
 # The verify container only reads the claim; its disk is its logs (its /tmp is the pod's).
 VERIFY_RESOURCES: dict[str, Any] = {
@@ -165,13 +166,20 @@ def _engine_resources(serving: Serving) -> dict[str, Any]:
     return resources
 
 
-def _probe(*, period: int, failure_threshold: int, timeout: int) -> dict[str, Any]:
+def _probe(default: ProbeTiming, own: ProbeTiming | None) -> dict[str, Any]:
+    """A /health probe: the user's timing where given, else ``default``'s."""
+    timing = default.model_copy(update=own.model_dump(exclude_none=True) if own else {})
     return {
         "httpGet": {"path": HEALTH_PATH, "port": PORT_NAME},
-        "periodSeconds": period,
-        "timeoutSeconds": timeout,
-        "failureThreshold": failure_threshold,
+        "periodSeconds": timing.period_seconds,
+        "timeoutSeconds": timing.timeout_seconds,
+        "failureThreshold": timing.failure_threshold,
     }
+
+
+def _gib_ceiling(quantity: str) -> int:
+    """Whole GiB that hold ``quantity`` (a Kubernetes quantity), rounded up."""
+    return math.ceil(Decimal(parse_quantity(quantity)) / 1024**3)
 
 
 def _preferred_same_model_term(model: Model) -> dict[str, Any]:
@@ -184,23 +192,29 @@ def _preferred_same_model_term(model: Model) -> dict[str, Any]:
     }
 
 
+def _spread_over(model: Model, topology_key: str) -> dict[str, Any]:
+    return {
+        "maxSkew": 1,
+        "topologyKey": topology_key,
+        # A preference: replicas still start when there are fewer domains than replicas.
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": selector_labels(model, "serving")},
+    }
+
+
 def scheduling(model: Model) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The pod's affinity (the user's, plus what ``schedulingStrategy`` prefers) and its
-    topologySpreadConstraints. The strategy only adds preferred terms: a user's required
-    terms and nodeAffinity are kept as written."""
+    topologySpreadConstraints (over nodes for ``spread``, over zones for ``topologySpread``).
+    The strategy only adds preferred terms: a user's required terms and nodeAffinity are kept
+    as written."""
     serving = _serving(model)
     affinity = copy.deepcopy(serving.affinity) if serving.affinity else {}
     spread: list[dict[str, Any]] = []
     if serving.scheduling_strategy == "spread":
-        spread.append(
-            {
-                "maxSkew": 1,
-                "topologyKey": HOSTNAME_TOPOLOGY,
-                # A preference: replicas still start when there are fewer nodes than replicas.
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": selector_labels(model, "serving")},
-            }
-        )
+        spread.append(_spread_over(model, HOSTNAME_TOPOLOGY))
+    if serving.topology_spread == "zone":
+        spread.append(_spread_over(model, ZONE_TOPOLOGY))
+    if serving.scheduling_strategy == "spread":
         kind = "podAntiAffinity"
     elif serving.scheduling_strategy == "binpack":
         kind = "podAffinity"
@@ -256,20 +270,18 @@ def _engine_container(
         "args": vllm_args(model, settings=settings),
         "ports": [{"name": PORT_NAME, "containerPort": serving.service.port, "protocol": "TCP"}],
         "env": _engine_env(serving),
+        **({"envFrom": [s.to_wire() for s in serving.env_from]} if serving.env_from else {}),
         "resources": with_ephemeral_storage(
             _engine_resources(serving),
             request=ENGINE_EPHEMERAL_REQUEST,
             limit=f"{scratch + ENGINE_ROOT_HEADROOM_GIB + LOG_HEADROOM_GIB}Gi",
         ),
     }
+    probes = serving.probes
     container |= {
-        "startupProbe": _probe(
-            period=STARTUP_PERIOD_SECONDS, failure_threshold=STARTUP_FAILURE_THRESHOLD, timeout=5
-        ),
-        "readinessProbe": _probe(period=10, failure_threshold=3, timeout=5),
-        # Generous: /health answers slowly while the engine is saturated, and a restart costs a
-        # full model load.
-        "livenessProbe": _probe(period=15, failure_threshold=6, timeout=10),
+        "startupProbe": _probe(STARTUP_PROBE, probes.startup if probes else None),
+        "readinessProbe": _probe(READINESS_PROBE, probes.readiness if probes else None),
+        "livenessProbe": _probe(LIVENESS_PROBE, probes.liveness if probes else None),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
         # vLLM (Triton, torch.compile, its own libraries) writes outside the mounted dirs.
         "securityContext": container_security_context(read_only_root=False),
@@ -300,12 +312,11 @@ def build_deployment(
     affinity, spread = scheduling(model)
     volumes = [
         claim_volume(claim_name, read_only=True),
-        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}},
-        tmp_volume(SERVING_TMP_SIZE_LIMIT),
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": str(serving.shm_size)}},
+        tmp_volume(str(serving.tmp_size)),
     ]
-    engine = _engine_container(
-        model, settings=settings, model_path=model_path, scratch=scratch_gib(volumes)
-    )
+    scratch = _gib_ceiling(str(serving.tmp_size))  # the only disk-backed emptyDir
+    engine = _engine_container(model, settings=settings, model_path=model_path, scratch=scratch)
     pod_spec: dict[str, Any] = {
         "securityContext": pod_security_context(),
         # Serving pods never talk to the API server.
@@ -313,7 +324,7 @@ def build_deployment(
         # Service links would inject e.g. VLLM_PORT=tcp://... for a Service named "vllm",
         # which vLLM reads as its own setting and fails on.
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "terminationGracePeriodSeconds": serving.termination_grace_period_seconds,
         "readinessGates": [{"conditionType": SMOKE_TEST_CONDITION}],
         "initContainers": [_verify_container(model, settings=settings, model_path=model_path)],
         "containers": [engine],
@@ -327,6 +338,19 @@ def build_deployment(
         pod_spec["affinity"] = affinity
     if spread:
         pod_spec["topologySpreadConstraints"] = spread
+    # The Model's own list (an empty one included), else the installation's default.
+    pull_secrets = serving.image_pull_secrets
+    if pull_secrets is None:
+        pull_secrets = settings.defaults.image_pull_secrets
+    if pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in pull_secrets]
+    for key, value in (
+        ("serviceAccountName", serving.service_account_name),
+        ("priorityClassName", serving.priority_class_name),
+        ("runtimeClassName", serving.runtime_class_name),
+    ):
+        if value:
+            pod_spec[key] = value
 
     rollout = serving.rollout
     annotations = {REVISION_ANNOTATION: revision, MODEL_PATH_ANNOTATION: model_path}
@@ -348,8 +372,11 @@ def build_deployment(
             "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
             "template": {
                 "metadata": {
-                    "labels": labels(model, "serving"),
+                    # The operator's labels and annotations last: the API refuses a user's key
+                    # that would replace one, and these win should one get past it.
+                    "labels": {**(serving.pod_labels or {}), **labels(model, "serving")},
                     "annotations": {
+                        **(serving.pod_annotations or {}),
                         **annotations,
                         # `kubectl logs` and `exec` pick the engine, not the init container.
                         "kubectl.kubernetes.io/default-container": CONTAINER_NAME,
@@ -365,10 +392,11 @@ def build_deployment(
 def build_service(model: Model) -> Manifest:
     """The Service ``<name>`` in front of the serving pods, port ``http``."""
     serving = _serving(model)
+    annotations = serving.service.annotations
     manifest: Manifest = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": object_meta(model, serving_name(model), "serving"),
+        "metadata": object_meta(model, serving_name(model), "serving", annotations=annotations),
         "spec": {
             "type": serving.service.type,
             "selector": selector_labels(model, "serving"),
@@ -380,6 +408,34 @@ def build_service(model: Model) -> Manifest:
                     "protocol": "TCP",
                 }
             ],
+        },
+    }
+    return stamp_spec_hash(manifest)
+
+
+def wants_disruption_budget(serving: Serving | None) -> bool:
+    """Whether the serving pods get a PodDisruptionBudget: enabled, and 2 replicas or more."""
+    return (
+        serving is not None
+        and serving.disruption_budget.enabled
+        and serving.replicas >= DISRUPTION_BUDGET_MIN_REPLICAS
+    )
+
+
+def build_disruption_budget(model: Model) -> Manifest:
+    """The PodDisruptionBudget ``<name>`` of the serving pods: a drain or another eviction
+    takes at most ``disruptionBudget.maxUnavailable`` of them at once. A pod that is not Ready
+    (still loading, crash-looping) may always be evicted, so a broken replica never blocks a
+    node's drain."""
+    serving = _serving(model)
+    manifest: Manifest = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": object_meta(model, serving_name(model), "serving"),
+        "spec": {
+            "maxUnavailable": serving.disruption_budget.max_unavailable,
+            "selector": {"matchLabels": selector_labels(model, "serving")},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
     }
     return stamp_spec_hash(manifest)

@@ -21,6 +21,7 @@ from modelfleet.builders.common import (
     claim_volume,
     container_security_context,
     env_var,
+    job_pod,
     job_spec,
     scratch_gib,
     stamp_spec_hash,
@@ -209,6 +210,7 @@ def build_training_job(
             volume_mount(TMP_VOLUME, TMP_PATH),
         ],
     }
+    placement = job_pod(spec, settings.defaults)
     pod_job = job_spec(
         service_account=settings.job_service_account,
         pod_labels=finetune_labels(job),
@@ -216,6 +218,7 @@ def build_training_job(
         volumes=volumes,
         backoff_limit=spec.retries,
         active_deadline_seconds=spec.active_deadline_seconds,
+        placement=placement,
         init_containers=list(dataset.init_containers),
     )
     manifest: Manifest = {
@@ -225,6 +228,7 @@ def build_training_job(
             "name": training_job_name(job),
             "namespace": namespace,
             "labels": finetune_labels(job),
+            **({"annotations": placement.annotations()} if placement.from_defaults else {}),
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,

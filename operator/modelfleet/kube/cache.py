@@ -1,6 +1,6 @@
 """What the operator knows of its children without asking: an in-memory copy fed by watches.
 
-A reconcile reads a Model's Jobs, pods, Deployment, Service and claim from here instead of
+A reconcile reads a Model's Jobs, pods, Deployment, Service, PDB and claim from here instead of
 sending a GET or LIST each time, so a reconcile that changes nothing sends nothing, and the
 cost of a reconcile does not grow with the number of objects in a namespace. kopf fills it
 (index handlers, which kopf runs to completion for every watched kind before any other handler,
@@ -17,6 +17,7 @@ from typing import Any
 
 from modelfleet.kube.client import (
     DEPLOYMENT,
+    DISRUPTION_BUDGET,
     FINETUNE_JOB,
     JOB,
     MODEL,
@@ -30,7 +31,7 @@ from modelfleet.kube.client import (
     resource_of,
 )
 
-CACHED = (JOB, POD, DEPLOYMENT, SERVICE, PVC)
+CACHED = (JOB, POD, DEPLOYMENT, SERVICE, PVC, DISRUPTION_BUDGET)
 """Kinds read only from the cache; the watches that fill it are set up in ``operator.py``."""
 
 OWN_WRITES_KEPT = 10_000
@@ -51,7 +52,7 @@ def newer(candidate: Manifest, current: Manifest | None) -> bool:
     return a is None or b is None or a >= b
 
 
-SPEC_UNREAD = frozenset({JOB.plural, POD.plural, DEPLOYMENT.plural})
+SPEC_UNREAD = frozenset({JOB.plural, POD.plural, DEPLOYMENT.plural, DISRUPTION_BUDGET.plural})
 """Kinds whose spec no reconcile reads (it compares spec hashes in annotations): not kept."""
 
 

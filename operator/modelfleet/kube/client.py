@@ -51,6 +51,7 @@ EVENT = Resource("events.k8s.io/v1", "events")
 CORE_EVENT = Resource("v1", "events")
 JOB = Resource("batch/v1", "jobs")
 DEPLOYMENT = Resource("apps/v1", "deployments")
+DISRUPTION_BUDGET = Resource("policy/v1", "poddisruptionbudgets")
 SERVICE_ACCOUNT = Resource("v1", "serviceaccounts")
 ROLE = Resource("rbac.authorization.k8s.io/v1", "roles")
 ROLE_BINDING = Resource("rbac.authorization.k8s.io/v1", "rolebindings")
@@ -64,6 +65,7 @@ _BY_KIND = {
     "Pod": POD,
     "Job": JOB,
     "Deployment": DEPLOYMENT,
+    "PodDisruptionBudget": DISRUPTION_BUDGET,
     "Model": MODEL,
     "ServiceAccount": SERVICE_ACCOUNT,
     "Role": ROLE,

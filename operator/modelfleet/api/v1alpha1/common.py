@@ -193,6 +193,32 @@ class Toleration(ApiModel):
     """For NoExecute: how long the pod stays bound after the taint appears."""
 
 
+JOB_ENV_RULE: JsonDict = {
+    "rule": "self.all(e, !e.name.startsWith('MODELFLEET_'))",
+    "message": "names starting with MODELFLEET_ are the Job's own settings",
+}
+
+
+class JobPodSettings(ApiModel):
+    """Where and how a Job's pod runs on a shared cluster. Each setting left out takes the
+    installation's default (the chart's ``defaults``); the Job's ``modelfleet.io/defaults``
+    annotation names the ones that did."""
+
+    node_selector: dict[str, str] | None = Field(default=None, max_length=64)
+    """Node labels the Job's pod must run on, e.g. a CPU pool for downloads."""
+    tolerations: list[Toleration] | None = Field(default=None, max_length=64)
+    """Taints the Job's pod tolerates, e.g. a tainted GPU pool for training."""
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=128,
+        json_schema_extra={"x-kubernetes-validations": [JOB_ENV_RULE]},
+    )
+    """Extra environment of the Job's container, e.g. HTTPS_PROXY and NO_PROXY; a variable
+    of the same name in the installation's defaults is replaced."""
+    image_pull_secrets: list[ObjectName] | None = Field(default=None, max_length=16)
+    """Names of Secrets in the namespace to pull the Job's image with."""
+
+
 class Condition(ApiModel):
     """A kstatus-compatible condition."""
 

@@ -17,6 +17,7 @@ from modelfleet.api.v1alpha1.common import (
     ApiModel,
     Condition,
     Endpoint,
+    JobPodSettings,
     ObjectMeta,
     ObjectName,
     ResourceRequirements,
@@ -140,7 +141,7 @@ class Promote(ApiModel):
     """Serving settings of a Model that does not exist yet; an existing Model keeps its own."""
 
 
-class FinetuneJobSpec(ApiModel):
+class FinetuneJobSpec(JobPodSettings):
     """Desired fine-tuning run. Immutable once created: delete and re-create to retrain."""
 
     model_config = ConfigDict(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from modelfleet.api.v1alpha1.common import (
     CONDITIONS_LIST_SCHEMA,
+    ENV_NAME_PATTERN,
     EXTENDED_RESOURCE_PATTERN,
     REPO_ID_PATTERN,
     REVISION_PATTERN,
@@ -20,6 +23,7 @@ from modelfleet.api.v1alpha1.common import (
     Condition,
     Endpoint,
     EnvVar,
+    JobPodSettings,
     ObjectMeta,
     ObjectName,
     Quantity,
@@ -196,7 +200,7 @@ class Backoff(ApiModel):
     """Upper bound of the delay."""
 
 
-class Download(ApiModel):
+class Download(JobPodSettings):
     """How the download Job runs."""
 
     retries: int = Field(default=5, ge=0, le=100)
@@ -268,6 +272,114 @@ class LoraAdapter(ApiModel):
     """A FinetuneJob whose lora/ output is the adapter."""
 
 
+# A label or annotation key (a "qualified name"): an optional DNS-1123 subdomain prefix and "/",
+# then a name of letters, digits, "-", "_" and "." that starts and ends alphanumeric. The
+# second pattern bounds the lengths (prefix 253, name 63); RE2 has no lookahead to do both.
+METADATA_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+METADATA_KEY_LENGTHS_PATTERN = r"^([^/]{1,253}/)?[^/]{1,63}$"
+# A label value: empty, or at most 63 letters, digits, "-", "_" and "." starting and ending
+# alphanumeric.
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# Keys of the operator's own: its prefix, and the labels and annotations it sets on serving
+# pods (builders/common.py labels(), builders/serving.py). A user's key cannot replace them:
+# the selector labels pick the pods of the Deployment, Service and disruption budget.
+OPERATOR_PREFIX = "modelfleet.io/"
+OPERATOR_POD_LABELS = (
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+)
+OPERATOR_POD_ANNOTATIONS = ("kubectl.kubernetes.io/default-container",)
+MAX_METADATA_ENTRIES = 64
+# 64 annotations of 4 KiB stay within the API server's 256 KiB for all of an object's.
+MAX_ANNOTATION_VALUE_LENGTH = 4096
+
+
+def _map_schema(field: str, reserved: tuple[str, ...]) -> JsonDict:
+    """Schema of a map of labels or annotations: bounded, every key well-formed, none of the
+    operator's (CEL rules)."""
+    quoted = ", ".join(f"'{key}'" for key in reserved)
+    return {
+        "maxProperties": MAX_METADATA_ENTRIES,
+        "x-kubernetes-validations": [
+            {
+                "rule": f"self.all(k, k.matches(r'{METADATA_KEY_PATTERN}')"
+                f" && k.matches(r'{METADATA_KEY_LENGTHS_PATTERN}'))",
+                "message": f"every key of {field} must be a qualified name, as label and"
+                " annotation keys are: an optional DNS subdomain prefix (at most 253"
+                " characters) and '/', then a name of at most 63 letters, digits, '-', '_' or"
+                " '.', starting and ending with a letter or digit",
+            },
+            {
+                "rule": f"self.all(k, !k.startsWith('{OPERATOR_PREFIX}')"
+                + (f" && !(k in [{quoted}])" if reserved else "")
+                + ")",
+                "message": f"{field} cannot set the operator's own keys ({OPERATOR_PREFIX}*"
+                + "".join(f", {key}" for key in reserved)
+                + ")",
+            },
+        ],
+    }
+
+
+def _keys_checked(
+    field: str, reserved: tuple[str, ...]
+) -> Callable[[dict[str, str]], dict[str, str]]:
+    """The operator's own parse of what :func:`_map_schema` has the API server refuse."""
+
+    def check(value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_METADATA_ENTRIES:
+            raise ValueError(f"{field} has more than {MAX_METADATA_ENTRIES} entries")
+        for key in value:
+            if not (
+                re.fullmatch(METADATA_KEY_PATTERN, key)
+                and re.fullmatch(METADATA_KEY_LENGTHS_PATTERN, key)
+            ):
+                raise ValueError(f"{field}: {key!r} is not a qualified name (a label key)")
+            if key.startswith(OPERATOR_PREFIX) or key in reserved:
+                raise ValueError(f"{field}: {key!r} is one of the operator's own keys")
+        return value
+
+    return check
+
+
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+AnnotationValue = Annotated[str, Field(max_length=MAX_ANNOTATION_VALUE_LENGTH)]
+PodLabels = Annotated[
+    dict[str, LabelValue],
+    AfterValidator(_keys_checked("podLabels", OPERATOR_POD_LABELS)),
+    Field(json_schema_extra=_map_schema("podLabels", OPERATOR_POD_LABELS)),
+]
+PodAnnotations = Annotated[
+    dict[str, AnnotationValue],
+    AfterValidator(_keys_checked("podAnnotations", OPERATOR_POD_ANNOTATIONS)),
+    Field(json_schema_extra=_map_schema("podAnnotations", OPERATOR_POD_ANNOTATIONS)),
+]
+ServiceAnnotations = Annotated[
+    dict[str, AnnotationValue],
+    AfterValidator(_keys_checked("service.annotations", ())),
+    Field(json_schema_extra=_map_schema("service.annotations", ())),
+]
+
+
+def _size_rule(field: str) -> JsonDict:
+    """The CEL rule of a size: a quantity above 0 and below MAX_CLAIM_SIZE."""
+    return {
+        "x-kubernetes-validations": [
+            {
+                "rule": "isQuantity(string(self)) &&"
+                " quantity(string(self)).isGreaterThan(quantity('0')) &&"
+                f" quantity(string(self)).isLessThan(quantity('{MAX_CLAIM_SIZE}'))",
+                "message": f"{field} must be above 0 and below {MAX_CLAIM_SIZE}",
+            }
+        ]
+    }
+
+
 class ServiceSpec(ApiModel):
     """The Service in front of the serving pods."""
 
@@ -275,6 +387,82 @@ class ServiceSpec(ApiModel):
     """Service type."""
     port: int = Field(default=8000, ge=1, le=65535)
     """Port of the OpenAI-compatible API."""
+    annotations: ServiceAnnotations | None = None
+    """Annotations of the Service, e.g. a cloud load balancer's
+    ("service.beta.kubernetes.io/aws-load-balancer-internal": "true"); keys under
+    modelfleet.io/ are the operator's."""
+
+
+class DisruptionBudget(ApiModel):
+    """The PodDisruptionBudget of the serving pods: how many a drain or another voluntary
+    eviction may take at once. Made only for 2 replicas or more (a budget over one pod either
+    blocks every drain or allows everything), and deleted below that."""
+
+    enabled: bool = True
+    """Make the budget; false deletes it."""
+    max_unavailable: int = Field(default=1, ge=1, le=1000)
+    """Serving pods an eviction may leave unavailable, as rollout.maxUnavailable counts them
+    for a rollout; at least 1, so a drain always progresses (disable the budget instead of 0).
+    A pod that is not Ready (loading, crash-looping) can always be evicted."""
+
+
+class ProbeTiming(ApiModel):
+    """Timing of one probe of the engine's /health endpoint; an omitted field keeps the
+    operator's default for that probe."""
+
+    period_seconds: int | None = Field(default=None, ge=1, le=3600)
+    """Seconds between probes."""
+    failure_threshold: int | None = Field(default=None, ge=1, le=10000)
+    """Failed probes in a row before the probe fails."""
+    timeout_seconds: int | None = Field(default=None, ge=1, le=3600)
+    """Seconds a probe waits for an answer."""
+
+
+class Probes(ApiModel):
+    """Timing of the engine's startup, readiness and liveness probes."""
+
+    startup: ProbeTiming | None = None
+    """Until it passes, the other probes wait. Default periodSeconds 10, failureThreshold 180,
+    timeoutSeconds 5: 30 minutes to load a large model and compile its CUDA graphs; raise
+    failureThreshold for larger models or slow volumes."""
+    readiness: ProbeTiming | None = None
+    """While it fails the pod receives no requests. Default periodSeconds 10, failureThreshold
+    3, timeoutSeconds 5."""
+    liveness: ProbeTiming | None = None
+    """When it fails the engine is restarted, which costs a full model load. Default
+    periodSeconds 15, failureThreshold 6, timeoutSeconds 10: /health answers slowly while the
+    engine is saturated."""
+
+
+class EnvFromReference(ApiModel):
+    """A ConfigMap or Secret in the Model's namespace."""
+
+    name: ObjectName
+    """Its name."""
+    optional: bool | None = None
+    """Start the pod even when it does not exist."""
+
+
+class EnvFromSource(ApiModel):
+    """Every key of a ConfigMap or Secret as an environment variable, as in a Pod spec."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.configMapRef) != has(self.secretRef)",
+                    "message": "exactly one of configMapRef or secretRef must be set",
+                }
+            ]
+        }
+    )
+
+    config_map_ref: EnvFromReference | None = None
+    """A ConfigMap."""
+    secret_ref: EnvFromReference | None = None
+    """A Secret."""
+    prefix: str | None = Field(default=None, max_length=253, pattern=ENV_NAME_PATTERN)
+    """Prepended to each key."""
 
 
 class Serving(ApiModel):
@@ -342,6 +530,50 @@ class Serving(ApiModel):
         default_factory=ServiceSpec, json_schema_extra=default_object(ServiceSpec)
     )
     """The Service in front of the pods."""
+    image_pull_secrets: list[ObjectName] | None = Field(
+        default=None, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Names of Secrets in the Model's namespace to pull the engine and downloader images with;
+    the installation's default (the chart's defaults.imagePullSecrets) when omitted."""
+    service_account_name: ObjectName | None = None
+    """ServiceAccount of the serving pods, e.g. one a cloud identity (IRSA, workload identity)
+    is bound to; the namespace's default when omitted. Its API token is never mounted: serving
+    pods do not call the API server."""
+    priority_class_name: ObjectName | None = None
+    """PriorityClass of the serving pods."""
+    runtime_class_name: ObjectName | None = None
+    """RuntimeClass of the serving pods, e.g. "nvidia" where the GPU runtime is not the
+    node's default."""
+    pod_labels: PodLabels | None = None
+    """Extra labels of the serving pods (not of their selector); the operator's own
+    (modelfleet.io/*, app.kubernetes.io/managed-by, name, instance, component) are refused."""
+    pod_annotations: PodAnnotations | None = None
+    """Extra annotations of the serving pods; modelfleet.io/* and
+    kubectl.kubernetes.io/default-container are the operator's and refused."""
+    env_from: list[EnvFromSource] | None = Field(default=None, max_length=16)
+    """ConfigMaps and Secrets whose every key becomes an environment variable of the engine;
+    a variable of env (the user's or the operator's) of the same name wins."""
+    topology_spread: Literal["zone"] | None = None
+    """zone spreads the replicas evenly over topology.kubernetes.io/zone, as a preference
+    (whenUnsatisfiable ScheduleAnyway); beside the spread over nodes of
+    schedulingStrategy spread."""
+    shm_size: Quantity = Field(default="8Gi", json_schema_extra=_size_rule("shmSize"))
+    """Size limit of /dev/shm, a memory-backed emptyDir counted against the pod's memory:
+    NCCL and PyTorch workers put tensors there, and a container's own 64Mi breaks tensor
+    parallelism."""
+    tmp_size: Quantity = Field(default="16Gi", json_schema_extra=_size_rule("tmpSize"))
+    """Size limit of /tmp, the engine's writable scratch disk: torch.compile and Triton
+    caches of a large model reach a few GiB. The container's ephemeral-storage limit grows
+    with it."""
+    probes: Probes | None = None
+    """Timing of the engine's startup, readiness and liveness probes."""
+    termination_grace_period_seconds: int = Field(default=60, ge=10, le=86400)
+    """Seconds a deleted serving pod has to finish: for the first 5 it keeps serving while its
+    endpoint leaves the Service, then vLLM gets SIGTERM and drains the requests in flight."""
+    disruption_budget: DisruptionBudget = Field(
+        default_factory=DisruptionBudget, json_schema_extra=default_object(DisruptionBudget)
+    )
+    """The PodDisruptionBudget of the serving pods (2 replicas or more)."""
 
 
 class ModelSpec(ApiModel):

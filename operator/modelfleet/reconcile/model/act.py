@@ -88,6 +88,8 @@ def _write_children(kube: Kube, namespace: str, plan: Plan) -> None:
         kube.apply(manifest)
     for job in plan.delete_jobs:
         kube.delete(JOB, namespace, job)
+    for resource, name in plan.delete:
+        kube.delete(resource, namespace, name)
     for pod, condition in plan.pod_conditions:
         try:
             kube.patch_pod_condition(namespace, pod, condition)

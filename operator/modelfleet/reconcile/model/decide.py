@@ -31,8 +31,10 @@ from modelfleet.builders.serving import (
     INIT_CONTAINER_NAME,
     SMOKE_TEST_CONDITION,
     build_deployment,
+    build_disruption_budget,
     build_service,
     serving_endpoint,
+    wants_disruption_budget,
 )
 from modelfleet.builders.storage import (
     SPEC_SIZE,
@@ -47,7 +49,7 @@ from modelfleet.conditions import (
     find_condition,
     set_condition,
 )
-from modelfleet.kube.client import Manifest
+from modelfleet.kube.client import DISRUPTION_BUDGET, Manifest, Resource
 from modelfleet.kube.timestamps import seconds_between
 from modelfleet.reconcile.common import (
     Verdict,
@@ -84,6 +86,8 @@ class Plan:
     create: list[Manifest] = field(default_factory=list)
     apply: list[Manifest] = field(default_factory=list)
     delete_jobs: list[str] = field(default_factory=list)
+    delete: list[tuple[Resource, str]] = field(default_factory=list)
+    """Other children to delete: a disruption budget no longer wanted."""
     status: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     """(type, reason, message) of each condition transition."""
@@ -130,7 +134,10 @@ class ServingState:
     status: ServingStatus | None = None
     stalled: Verdict | None = None
     apply: list[Manifest] = field(default_factory=list)
-    """The Deployment and Service, where they differ from what runs."""
+    """The Deployment, Service and disruption budget, where they differ from what runs."""
+    delete: list[tuple[Resource, str]] = field(default_factory=list)
+    """The disruption budget, once fewer than 2 replicas or a disabled budget leave it
+    unwanted."""
     pod_conditions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     requeue_after: float | None = None
 
@@ -413,14 +420,26 @@ def _serving_state(
 ) -> ServingState:
     """Apply the Deployment for the verified weights (else keep what it serves) and judge it."""
     serving = model.spec.serving
+    unwanted_budget = (
+        [(DISRUPTION_BUDGET, observed.disruption_budget["metadata"]["name"])]
+        if observed.disruption_budget is not None and not wants_disruption_budget(serving)
+        else []
+    )
     if serving is None:
-        return ServingState(False, True, (Reason.CACHE_ONLY, "no serving: weights cached only"))
+        return ServingState(
+            False,
+            True,
+            (Reason.CACHE_ONLY, "no serving: weights cached only"),
+            delete=unwanted_budget,
+        )
     served_path = annotation(observed.deployment, MODEL_PATH_ANNOTATION)
     served_revision = annotation(observed.deployment, REVISION_ANNOTATION) or ""
     # Prepare, then swap: until the new revision verifies, the Deployment keeps its path.
     target = verified or (Weights(served_path, served_revision) if served_path else None)
     if target is None:
-        return ServingState(False, False, (Reason.PENDING, "waiting for verified weights"))
+        return ServingState(
+            False, False, (Reason.PENDING, "waiting for verified weights"), delete=unwanted_budget
+        )
     if target.lora_adapter_of is not None:
         model = model.model_copy(deep=True)
         assert model.spec.serving is not None
@@ -435,11 +454,10 @@ def _serving_state(
         claim_name=weights_claim_name(model),
     )
     service = build_service(model)
-    apply = [
-        desired
-        for desired, existing in ((deployment, observed.deployment), (service, observed.service))
-        if _needs_apply(desired, existing)
-    ]
+    children = [(deployment, observed.deployment), (service, observed.service)]
+    if wants_disruption_budget(serving):
+        children.append((build_disruption_budget(model), observed.disruption_budget))
+    apply = [desired for desired, existing in children if _needs_apply(desired, existing)]
     previous_serving = model.status.serving
     previous_smoke = (
         previous_serving.smoke_test.to_wire()
@@ -453,6 +471,7 @@ def _serving_state(
     return dataclasses.replace(
         state,
         apply=apply,
+        delete=unwanted_budget,
         pod_conditions=pod_conditions,
         requeue_after=SMOKE_RETRY_SECONDS if failed_smoke else None,
     )
@@ -694,6 +713,7 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
         create=create,
         apply=[*resize, *serving.apply],
         delete_jobs=weights.delete_jobs,
+        delete=serving.delete,
         status=patch,
         events=[
             *transition_events(previous.get("conditions", []), conditions),

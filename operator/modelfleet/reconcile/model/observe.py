@@ -27,11 +27,12 @@ from modelfleet.builders.naming import (
     verify_revision_key,
     weights_claim_name,
 )
-from modelfleet.builders.serving import SMOKE_TEST_CONDITION
+from modelfleet.builders.serving import SMOKE_TEST_CONDITION, wants_disruption_budget
 from modelfleet.builders.storage import claim_request, needs_weights_claim, quantity_above
 from modelfleet.conditions import Reason
 from modelfleet.kube.client import (
     DEPLOYMENT,
+    DISRUPTION_BUDGET,
     FINETUNE_JOB,
     JOB,
     MODEL,
@@ -80,6 +81,8 @@ class Observed:
     other_jobs: list[Manifest] = field(default_factory=list)
     deployment: Manifest | None = None
     service: Manifest | None = None
+    disruption_budget: Manifest | None = None
+    """The serving pods' PodDisruptionBudget, when the operator made one."""
     serving_pods: list[Manifest] = field(default_factory=list)
     finetune_job: Manifest | None = None
     finetune_base: Manifest | None = None
@@ -191,15 +194,21 @@ def observe(kube: Kube, model: Model) -> Observed:
         class_name = (observed.claim.get("spec") or {}).get("storageClassName")
         if class_name and quantity_above(model.spec.storage.size, claim_request(observed.claim)):
             observed.claim_class = kube.get(STORAGE_CLASS, None, class_name)
+    # Read whether or not the Model serves: one left from 2 replicas or more is deleted.
+    budget = kube.get(DISRUPTION_BUDGET, namespace, serving_name(model))
+    observed.disruption_budget = budget if budget is not None and is_ours(budget, name) else None
     if model.spec.serving is not None:
         observed.deployment = kube.get(DEPLOYMENT, namespace, serving_name(model))
         observed.service = kube.get(SERVICE, namespace, serving_name(model))
         # The cache holds only objects labelled as modelfleet's: where it has none, an object
         # of that name may still exist, and must not be taken over.
-        for resource, kind, cached in (
+        children = [
             (DEPLOYMENT, "Deployment", observed.deployment),
             (SERVICE, "Service", observed.service),
-        ):
+        ]
+        if wants_disruption_budget(model.spec.serving):
+            children.append((DISRUPTION_BUDGET, "PodDisruptionBudget", observed.disruption_budget))
+        for resource, kind, cached in children:
             if cached is None:
                 live = kube.read_live(resource, namespace, serving_name(model))
                 if live is not None and not is_ours(live, name):
