@@ -140,7 +140,16 @@ def test_tiny_model_reaches_ready_with_verified_files_on_gpu_nodes(
     assert status["resolvedRevision"] == sha
     assert status["modelPath"] == f"/models/{DEMO_REPO}/{sha}"
     assert status["serving"]["activeRevision"] == sha
-    assert status["summary"] == {"revision": sha[:7], "progress": "100%", "replicas": "2/2"}
+    assert status["summary"] == {
+        "revision": sha[:7],
+        "progress": "100%",
+        "replicas": "2/2",
+        "source": f"{DEMO_REPO}@main",
+    }
+    # kubectl get -o wide: where the weights come from, and the in-cluster endpoint.
+    wide = models.kubectl("get", "mfm", "tiny", "-o", "wide").stdout
+    assert f"{DEMO_REPO}@main" in wide
+    assert status["serving"]["endpoint"] in wide
 
     weights = _host_path(api, namespace, "tiny-weights") / DEMO_REPO / sha
     manifest = json.loads((weights / ".modelfleet-manifest.json").read_text())

@@ -45,6 +45,7 @@ NAMESPACED_RULES: Rules = _rules(
     ("", ["serviceaccounts"], ["get", "create", "patch"]),
     ("batch", ["jobs"], ["list", "watch", "create", "delete"]),
     ("apps", ["deployments"], ["get", "list", "watch", "create", "patch"]),
+    ("networking.k8s.io", ["ingresses"], ["get", "list", "watch", "create", "patch", "delete"]),
     # delete: the serving pods' budget below 2 replicas
     ("policy", ["poddisruptionbudgets"], ["get", "list", "watch", "create", "patch", "delete"]),
     ("", ["events"], ["list"]),  # a pod's FailedMount / FailedAttachVolume

@@ -413,6 +413,45 @@ def build_service(model: Model) -> Manifest:
     return stamp_spec_hash(manifest)
 
 
+def build_ingress(model: Model) -> Manifest:
+    """The Ingress ``<name>`` routing ``service.ingress.host`` to the Service (https where it
+    names a TLS Secret)."""
+    service = _serving(model).service
+    ingress = service.ingress
+    if ingress is None:
+        raise ValueError(f"Model {model.metadata.name!r} asks for no Ingress")
+    backend = {"service": {"name": serving_name(model), "port": {"number": service.port}}}
+    spec: dict[str, Any] = {
+        "rules": [
+            {
+                "host": ingress.host,
+                "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
+            }
+        ]
+    }
+    if ingress.class_name:
+        spec["ingressClassName"] = ingress.class_name
+    if ingress.tls_secret_name:
+        spec["tls"] = [{"hosts": [ingress.host], "secretName": ingress.tls_secret_name}]
+    manifest: Manifest = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": object_meta(
+            model, serving_name(model), "serving", annotations=ingress.annotations
+        ),
+        "spec": spec,
+    }
+    return stamp_spec_hash(manifest)
+
+
+def external_url(model: Model) -> str | None:
+    """The OpenAI API's URL through the Ingress, if the Model has one."""
+    ingress = _serving(model).service.ingress
+    if ingress is None:
+        return None
+    return f"{'https' if ingress.tls_secret_name else 'http'}://{ingress.host}/v1"
+
+
 def wants_disruption_budget(serving: Serving | None) -> bool:
     """Whether the serving pods get a PodDisruptionBudget: enabled, and 2 replicas or more."""
     return (

@@ -1,8 +1,8 @@
 """What the operator knows of its children without asking: an in-memory copy fed by watches.
 
-A reconcile reads a Model's Jobs, pods, Deployment, Service, PDB and claim from here instead of
-sending a GET or LIST each time, so a reconcile that changes nothing sends nothing, and the
-cost of a reconcile does not grow with the number of objects in a namespace. kopf fills it
+A reconcile reads a Model's Jobs, pods, Deployment, Service, PDB, Ingress and claim from here
+instead of sending a GET or LIST each time, so a reconcile that changes nothing sends nothing,
+and the cost of a reconcile does not grow with the number of objects in a namespace. kopf fills it
 (index handlers, which kopf runs to completion for every watched kind before any other handler,
 so a reconcile never sees a half-filled copy), and every write the operator makes is put in at
 once from the server's reply, so the next reconcile sees it before its watch event arrives.
@@ -19,6 +19,7 @@ from modelfleet.kube.client import (
     DEPLOYMENT,
     DISRUPTION_BUDGET,
     FINETUNE_JOB,
+    INGRESS,
     JOB,
     MODEL,
     POD,
@@ -31,7 +32,7 @@ from modelfleet.kube.client import (
     resource_of,
 )
 
-CACHED = (JOB, POD, DEPLOYMENT, SERVICE, PVC, DISRUPTION_BUDGET)
+CACHED = (JOB, POD, DEPLOYMENT, SERVICE, PVC, DISRUPTION_BUDGET, INGRESS)
 """Kinds read only from the cache; the watches that fill it are set up in ``operator.py``."""
 
 OWN_WRITES_KEPT = 10_000
@@ -52,7 +53,9 @@ def newer(candidate: Manifest, current: Manifest | None) -> bool:
     return a is None or b is None or a >= b
 
 
-SPEC_UNREAD = frozenset({JOB.plural, POD.plural, DEPLOYMENT.plural, DISRUPTION_BUDGET.plural})
+SPEC_UNREAD = frozenset(
+    {JOB.plural, POD.plural, DEPLOYMENT.plural, DISRUPTION_BUDGET.plural, INGRESS.plural}
+)
 """Kinds whose spec no reconcile reads (it compares spec hashes in annotations): not kept."""
 
 

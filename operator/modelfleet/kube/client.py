@@ -52,6 +52,7 @@ CORE_EVENT = Resource("v1", "events")
 JOB = Resource("batch/v1", "jobs")
 DEPLOYMENT = Resource("apps/v1", "deployments")
 DISRUPTION_BUDGET = Resource("policy/v1", "poddisruptionbudgets")
+INGRESS = Resource("networking.k8s.io/v1", "ingresses")
 SERVICE_ACCOUNT = Resource("v1", "serviceaccounts")
 ROLE = Resource("rbac.authorization.k8s.io/v1", "roles")
 ROLE_BINDING = Resource("rbac.authorization.k8s.io/v1", "rolebindings")
@@ -66,6 +67,7 @@ _BY_KIND = {
     "Job": JOB,
     "Deployment": DEPLOYMENT,
     "PodDisruptionBudget": DISRUPTION_BUDGET,
+    "Ingress": INGRESS,
     "Model": MODEL,
     "ServiceAccount": SERVICE_ACCOUNT,
     "Role": ROLE,

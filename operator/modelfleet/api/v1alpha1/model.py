@@ -380,6 +380,31 @@ def _size_rule(field: str) -> JsonDict:
     }
 
 
+IngressAnnotations = Annotated[
+    dict[str, AnnotationValue],
+    AfterValidator(_keys_checked("service.ingress.annotations", ())),
+    Field(json_schema_extra=_map_schema("service.ingress.annotations", ())),
+]
+
+
+INGRESS_HOST_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class IngressSpec(ApiModel):
+    """An Ingress that exposes the OpenAI-compatible API outside the cluster, on ``host``."""
+
+    host: str = Field(max_length=253, pattern=INGRESS_HOST_PATTERN)
+    """Host name clients use, e.g. "llama.models.example.com"."""
+    class_name: ObjectName | None = None
+    """IngressClass; the cluster's default class when omitted."""
+    tls_secret_name: ObjectName | None = None
+    """A TLS Secret in the Model's namespace for ``host``: the Ingress terminates https."""
+    annotations: IngressAnnotations | None = None
+    """Annotations of the Ingress, e.g. an ingress controller's timeouts
+    ("nginx.ingress.kubernetes.io/proxy-read-timeout": "600"); keys under modelfleet.io/ are
+    the operator's."""
+
+
 class ServiceSpec(ApiModel):
     """The Service in front of the serving pods."""
 
@@ -391,6 +416,8 @@ class ServiceSpec(ApiModel):
     """Annotations of the Service, e.g. a cloud load balancer's
     ("service.beta.kubernetes.io/aws-load-balancer-internal": "true"); keys under
     modelfleet.io/ are the operator's."""
+    ingress: IngressSpec | None = None
+    """An Ingress to the Service for clients outside the cluster; none when omitted."""
 
 
 class DisruptionBudget(ApiModel):
@@ -647,6 +674,8 @@ class ServingStatus(ApiModel):
     """Pods on the current revision."""
     endpoint: str | None = None
     """In-cluster URL of the OpenAI-compatible API."""
+    external_url: str | None = None
+    """URL of the API through the Ingress (service.ingress), for clients outside the cluster."""
     active_revision: str | None = None
     """Commit sha the Deployment serves: it moves once every replica runs the new revision and
     answered its smoke completion."""
@@ -663,6 +692,11 @@ class RevisionStatus(ApiModel):
     """Directory of the weights in the serving pods."""
     downloaded_at: datetime | None = None
     """When its manifest was written."""
+    size_bytes: int | None = None
+    """Bytes of its files on the volume."""
+    last_served_at: datetime | None = None
+    """When serving last moved off it to another revision; a pruned revision is the least
+    recently served one beyond keepRevisions."""
 
 
 class StorageStatus(ApiModel):

@@ -32,7 +32,9 @@ from modelfleet.builders.serving import (
     SMOKE_TEST_CONDITION,
     build_deployment,
     build_disruption_budget,
+    build_ingress,
     build_service,
+    external_url,
     serving_endpoint,
     wants_disruption_budget,
 )
@@ -49,7 +51,7 @@ from modelfleet.conditions import (
     find_condition,
     set_condition,
 )
-from modelfleet.kube.client import DISRUPTION_BUDGET, Manifest, Resource
+from modelfleet.kube.client import DISRUPTION_BUDGET, INGRESS, Manifest, Resource
 from modelfleet.kube.timestamps import seconds_between
 from modelfleet.reconcile.common import (
     Verdict,
@@ -87,7 +89,7 @@ class Plan:
     apply: list[Manifest] = field(default_factory=list)
     delete_jobs: list[str] = field(default_factory=list)
     delete: list[tuple[Resource, str]] = field(default_factory=list)
-    """Other children to delete: a disruption budget no longer wanted."""
+    """Other children to delete: a disruption budget or an Ingress no longer wanted."""
     status: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     """(type, reason, message) of each condition transition."""
@@ -106,6 +108,8 @@ class Weights:
     revision: str
     lora_adapter_of: str | None = None
     """A FinetuneJob whose unmerged LoRA adapter is served on top of these (base) weights."""
+    size_bytes: int | None = None
+    """Bytes of the files, where the download Job said."""
 
 
 @dataclass
@@ -402,10 +406,11 @@ def _weights_state(
     if not path:
         failure = (Reason.VERIFICATION_FAILED, f"Job {job_name} succeeded but reported no revision")
         return WeightsState(False, failure, stalled=failure)
+    size = outcome.result.bytes_total if outcome.result else None
     return WeightsState(
         True,
         (Reason.DOWNLOADED, f"revision {revision} verified at {path}"),
-        Weights(path, revision),
+        Weights(path, revision, size_bytes=size),
         delete_jobs=[j["metadata"]["name"] for j in observed.other_jobs],
     )
 
@@ -425,6 +430,8 @@ def _serving_state(
         if observed.disruption_budget is not None and not wants_disruption_budget(serving)
         else []
     )
+    if observed.ingress is not None and (serving is None or serving.service.ingress is None):
+        unwanted_budget.append((INGRESS, observed.ingress["metadata"]["name"]))
     if serving is None:
         return ServingState(
             False,
@@ -457,6 +464,8 @@ def _serving_state(
     children = [(deployment, observed.deployment), (service, observed.service)]
     if wants_disruption_budget(serving):
         children.append((build_disruption_budget(model), observed.disruption_budget))
+    if serving.service.ingress is not None:
+        children.append((build_ingress(model), observed.ingress))
     apply = [desired for desired, existing in children if _needs_apply(desired, existing)]
     previous_serving = model.status.serving
     previous_smoke = (
@@ -505,6 +514,7 @@ def _judge_serving(
         ready_replicas=ready,
         updated_replicas=updated,
         endpoint=serving_endpoint(model),
+        external_url=external_url(model),
         active_revision=served_revision if rolled_out else previous_active or served_revision,
         smoke_test=smoke,
     )
@@ -698,6 +708,7 @@ def decide(model: Model, observed: Observed, settings: OperatorSettings, now: st
         model,
         conditions,
         verified=(weights.verified.path, weights.verified.revision) if weights.verified else None,
+        verified_bytes=weights.verified.size_bytes if weights.verified else None,
         download=weights.download_status,
         serving=serving.status,
         storage=storage,

@@ -34,6 +34,7 @@ from modelfleet.kube.client import (
     DEPLOYMENT,
     DISRUPTION_BUDGET,
     FINETUNE_JOB,
+    INGRESS,
     JOB,
     MODEL,
     POD,
@@ -82,6 +83,7 @@ class Observed:
     deployment: Manifest | None = None
     service: Manifest | None = None
     disruption_budget: Manifest | None = None
+    ingress: Manifest | None = None
     """The serving pods' PodDisruptionBudget, when the operator made one."""
     serving_pods: list[Manifest] = field(default_factory=list)
     finetune_job: Manifest | None = None
@@ -197,6 +199,8 @@ def observe(kube: Kube, model: Model) -> Observed:
     # Read whether or not the Model serves: one left from 2 replicas or more is deleted.
     budget = kube.get(DISRUPTION_BUDGET, namespace, serving_name(model))
     observed.disruption_budget = budget if budget is not None and is_ours(budget, name) else None
+    ingress = kube.get(INGRESS, namespace, serving_name(model))
+    observed.ingress = ingress if ingress is not None and is_ours(ingress, name) else None
     if model.spec.serving is not None:
         observed.deployment = kube.get(DEPLOYMENT, namespace, serving_name(model))
         observed.service = kube.get(SERVICE, namespace, serving_name(model))
@@ -208,6 +212,8 @@ def observe(kube: Kube, model: Model) -> Observed:
         ]
         if wants_disruption_budget(model.spec.serving):
             children.append((DISRUPTION_BUDGET, "PodDisruptionBudget", observed.disruption_budget))
+        if model.spec.serving.service.ingress is not None:
+            children.append((INGRESS, "Ingress", observed.ingress))
         for resource, kind, cached in children:
             if cached is None:
                 live = kube.read_live(resource, namespace, serving_name(model))

@@ -118,6 +118,7 @@ def model_status(
     conditions: list[dict[str, Any]],
     *,
     verified: tuple[str, str] | None,
+    verified_bytes: int | None = None,
     download: dict[str, Any],
     serving: ServingStatus | None,
     storage: StorageStatus | None,
@@ -133,9 +134,24 @@ def model_status(
         revisions.insert(
             0,
             RevisionStatus.model_validate(
-                {"revision": verified[1], "path": verified[0], "downloadedAt": now}
+                {
+                    "revision": verified[1],
+                    "path": verified[0],
+                    "downloadedAt": now,
+                    "sizeBytes": verified_bytes,
+                }
             ),
         )
+    # The revision serving moved off: when it was last served.
+    before = previous.serving.active_revision if previous.serving else None
+    after = serving.active_revision if serving else None
+    if before and before != after:
+        revisions = [
+            RevisionStatus.model_validate({**kept.to_wire(), "lastServedAt": now})
+            if kept.revision == before
+            else kept
+            for kept in revisions
+        ]
     progress = download or (previous.download.to_wire() if previous.download else {})
     resolved = (verified[1] if verified else None) or progress.get("revision")
     resolved = resolved or previous.resolved_revision
