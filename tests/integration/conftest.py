@@ -13,6 +13,7 @@ from kubernetes import client, config
 
 from tests.hubserver.__main__ import demo_hub
 from tests.hubserver.server import HubServer
+from tests.integration.test_model_lifecycle import Models
 from tests.support.chart import chart_credentials
 from tests.support.cluster import REPO_ROOT, TestCluster, scratch_namespace, tool_path, wait_for
 from tests.support.operator import OperatorProcess
@@ -135,3 +136,19 @@ def operator(
     finally:
         process.stop()
         print(f"operator log: {log}")
+
+
+@pytest.fixture
+def models(
+    api: client.ApiClient, namespace: str, cluster: TestCluster, operator: OperatorProcess
+) -> Models:
+    """The Models of the test's namespace, reconciled by the session's operator."""
+    return Models(api, namespace, cluster.kubeconfig)
+
+
+@pytest.fixture
+def local_cluster(cluster: TestCluster) -> None:
+    """Skips a test that needs the local cluster (executed pods, its volumes, its processes)
+    where the tests run against another one."""
+    if not cluster.local:
+        pytest.skip("needs the local cluster")

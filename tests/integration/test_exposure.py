@@ -9,17 +9,9 @@ from kubernetes import client
 
 from tests.hubserver.server import HubServer
 from tests.integration.test_model_lifecycle import Models, tiny_manifest
-from tests.support.cluster import TestCluster, wait_for
-from tests.support.operator import OperatorProcess
+from tests.support.cluster import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def models(
-    api: client.ApiClient, namespace: str, cluster: TestCluster, operator: OperatorProcess
-) -> Models:
-    return Models(api, namespace, cluster.kubeconfig)
 
 
 def test_an_ingress_exposes_the_model_and_goes_with_it(

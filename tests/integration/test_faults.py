@@ -16,14 +16,8 @@ from tests.support.cluster import TestCluster, tool_path, wait_for
 from tests.support.faults import restart_component
 from tests.support.operator import OperatorProcess
 
-
-@pytest.fixture
-def models(
-    api: client.ApiClient, namespace: str, cluster: TestCluster, operator: OperatorProcess
-) -> Models:
-    if not cluster.local:
-        pytest.skip("faults are injected into the local control plane")
-    return Models(api, namespace, cluster.kubeconfig)
+# Faults are injected into the local control plane.
+pytestmark = pytest.mark.usefixtures("local_cluster")
 
 
 def _children(api: client.ApiClient, namespace: str) -> dict[str, int]:

@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from kubernetes import client
 
 from modelfleet.dev.engines import SIMULATED_ENGINE_IMAGE
 from tests.hubserver.__main__ import DEMO_REPO
 from tests.hubserver.server import HubServer
-from tests.support.cluster import REPO_ROOT, TestCluster, tool_path, wait_for
+from tests.support.cluster import REPO_ROOT, tool_path, wait_for
 from tests.support.operator import OperatorProcess
 
 GROUP, VERSION, PLURAL = "modelfleet.io", "v1alpha1", "models"
@@ -103,13 +102,6 @@ class Models:
             message=f"{type_} reason {reason}",
         )
         return condition
-
-
-@pytest.fixture
-def models(
-    api: client.ApiClient, namespace: str, cluster: TestCluster, operator: OperatorProcess
-) -> Models:
-    return Models(api, namespace, cluster.kubeconfig)
 
 
 def _host_path(api: client.ApiClient, namespace: str, claim: str) -> Path:

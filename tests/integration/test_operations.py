@@ -48,13 +48,6 @@ def _secret(core: client.CoreV1Api, namespace: str) -> None:
     )
 
 
-@pytest.fixture
-def models(
-    api: client.ApiClient, namespace: str, cluster: TestCluster, operator: OperatorProcess
-) -> Models:
-    return Models(api, namespace, cluster.kubeconfig)
-
-
 def test_token_appears_nowhere(
     api: client.ApiClient,
     namespace: str,

@@ -32,11 +32,6 @@ def _local_only(cluster: TestCluster) -> None:
         pytest.skip("real engines run in the local cluster's executed pods")
 
 
-@pytest.fixture
-def models(api: client.ApiClient, namespace: str, cluster: TestCluster, operator: Any) -> Models:
-    return Models(api, namespace, cluster.kubeconfig)
-
-
 def _real_tiny(hub: HubServer, replicas: int, **spec: Any) -> dict[str, Any]:
     manifest = tiny_manifest(hub, real_engine=True, **spec)
     manifest["spec"]["serving"]["replicas"] = replicas

@@ -17,19 +17,11 @@ from tests.hubserver.server import HubServer
 from tests.integration.test_api_validation import _dry_run
 from tests.integration.test_model_lifecycle import Models, tiny_manifest
 from tests.support.cluster import TestCluster, wait_for
-from tests.support.operator import OperatorProcess
 from tests.unit.test_serving_settings import EVERY_SETTING, MALFORMED, malformed_manifest
 
 PRIORITY_CLASS = "modelfleet-test-serving"
 RUNTIME_CLASS = "nvidia"
 SERVING_PODS = "modelfleet.io/model=tiny,app.kubernetes.io/component=serving"
-
-
-@pytest.fixture
-def models(
-    api: client.ApiClient, namespace: str, cluster: TestCluster, operator: OperatorProcess
-) -> Models:
-    return Models(api, namespace, cluster.kubeconfig)
 
 
 @pytest.fixture

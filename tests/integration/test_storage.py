@@ -25,23 +25,17 @@ from tests.hubserver import HubServer
 from tests.hubserver.repos import large_model_files
 from tests.integration.test_model_lifecycle import Models, tiny_manifest
 from tests.integration.test_runtime_corpus import events_about
-from tests.support.cluster import TestCluster, wait_for
-from tests.support.operator import OperatorProcess
+from tests.support.cluster import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(900),
+    pytest.mark.usefixtures("local_cluster"),
+]
 
 GIB = 1 << 30
 BIG_REPO = "modelfleet-test/three-gb"
 BIG_SIZE = 3 * 10**9
-
-
-@pytest.fixture
-def models(
-    api: client.ApiClient, namespace: str, cluster: TestCluster, operator: OperatorProcess
-) -> Models:
-    if not cluster.local:
-        pytest.skip("the sized volumes are the local cluster's")
-    return Models(api, namespace, cluster.kubeconfig)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import yaml
 
 from modelfleet.dev.network import PodNetwork
 from modelfleet.dev.nodes import default_nodes
-from modelfleet.dev.provisioner import storage_class_manifests
+from modelfleet.dev.provisioner import release_volumes, storage_class_manifests
 
 LOG = logging.getLogger(__name__)
 
@@ -286,4 +286,5 @@ class DevCluster:
             env=self._env(binaries),
             check=False,
         )
+        release_volumes(self.state_dir / "volumes")
         shutil.rmtree(self.state_dir, ignore_errors=True)

@@ -60,6 +60,14 @@ def storage_class_manifests() -> list[dict[str, Any]]:
 CLASSES = frozenset({STORAGE_CLASS, SIZED_STORAGE_CLASS, FIXED_STORAGE_CLASS})
 
 
+def release_volumes(root: Path) -> None:
+    """Unmount the tmpfs of every sized volume under ``root`` (the cluster is going away:
+    its memory is given back, and the directories can be removed)."""
+    for path in sorted(root.glob("pvc-*")) if root.is_dir() else []:
+        if os.path.ismount(path):
+            subprocess.run(["umount", str(path)], check=False, capture_output=True, timeout=30)
+
+
 def _volume_name(claim: dict[str, Any]) -> str:
     """The name of the volume provisioned for a claim."""
     return f"pvc-{claim['metadata']['uid']}"
