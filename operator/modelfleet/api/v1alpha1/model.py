@@ -695,8 +695,7 @@ class RevisionStatus(ApiModel):
     size_bytes: int | None = None
     """Bytes of its files on the volume."""
     last_served_at: datetime | None = None
-    """When serving last moved off it to another revision; a pruned revision is the least
-    recently served one beyond keepRevisions."""
+    """When serving last moved off it to another revision."""
 
 
 class StorageStatus(ApiModel):

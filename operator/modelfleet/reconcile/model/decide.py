@@ -589,7 +589,7 @@ def _sizing_state(
     outcome = download_outcome(job, observed.resolve_job_pods)
     if outcome.state == "Running":
         return WeightsState(False, (Reason.RESOLVING, f"Job {name}: sizing the weights claim"))
-    if outcome.state == "Failed" or _claim_size(model, observed) is None:
+    if outcome.state == "Failed" or outcome.result is None or outcome.result.bytes_total is None:
         stalled = (
             outcome.reason or Reason.BACKOFF_LIMIT_EXCEEDED,
             f"sizing the weights claim: {outcome.message or f'Job {name} reported no size'}",
